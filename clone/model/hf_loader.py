@@ -32,6 +32,10 @@ def config_from_hf(cfg: dict[str, Any], path: Path) -> ModelConfig:
         )
     if cfg.get("mlp_bias") or (arch == "llama" and cfg.get("attention_bias")):
         raise CloneError(f"{path}: Llama checkpoints with attention_bias or mlp_bias are not supported")
+    # transformers >= 5 writes rope settings under rope_parameters; older configs use top-level keys
+    rope = dict(cfg.get("rope_parameters") or {})
+    theta = cfg.get("rope_theta", rope.get("rope_theta", 10000.0))
+    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
     try:
         dim = int(cfg["hidden_size"])
         n_heads = int(cfg["num_attention_heads"])
@@ -44,12 +48,12 @@ def config_from_hf(cfg: dict[str, Any], path: Path) -> ModelConfig:
             vocab_size=int(cfg["vocab_size"]),
             dim=dim,
             head_dim=int(cfg.get("head_dim") or dim // n_heads),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)),
+            rope_theta=float(theta),
             norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             qkv_bias=arch == "qwen2",
             max_seq_len=int(cfg.get("max_position_embeddings", 2048)),
-            rope_scaling=cfg.get("rope_scaling"),
+            rope_scaling=scaling,
             bos_token_id=cfg.get("bos_token_id"),
             eos_token_id=cfg.get("eos_token_id"),
             name=str(cfg.get("_name_or_path", path.name)),
