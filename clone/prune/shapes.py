@@ -1,0 +1,79 @@
+"""From a per-layer pruning ratio to a per-layer shape, and parameter accounting.
+
+The ratio of a layer is the fraction of that layer's own parameters (attention projections, MLP
+projections and their RMSNorm weights, `ModelConfig.layer_params`) to remove. The units that can go
+are whole KV groups (one KV head with its n_heads / n_kv_heads query heads, so grouped-query
+attention keeps a valid layout) and single FFN channels (a row of gate and up, a column of down).
+
+Rule (see docs/compression.md): among all (kept KV groups k, kept FFN channels f), take the ones whose
+removed parameter count is within one FFN channel (3 * dim parameters) of ratio * layer_params; among
+those, take the one that splits the removal most evenly between attention and MLP (smallest
+|attention fraction removed - MLP fraction removed|, as LLM-Pruner prunes both at one ratio); then the
+smallest error. Ratio 0 keeps the layer intact, ratio 1 removes it (LayerShape(0, 0, 0), ShortGPT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+from clone.errors import CloneError
+from clone.model.config import LayerShape, ModelConfig
+
+
+def check_ratios(config: ModelConfig, ratios: Sequence[float]) -> list[float]:
+    values = [float(r) for r in ratios]
+    if len(values) != config.n_layers:
+        raise CloneError(f"pruning ratios: got {len(values)} values, the model has {config.n_layers} layers (one ratio per layer)")
+    for i, r in enumerate(values):
+        if not (0.0 <= r <= 1.0) or math.isnan(r):
+            raise CloneError(f"pruning ratio of layer {i} is {r} (allowed: 0 <= ratio <= 1)")
+    return values
+
+
+def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float) -> LayerShape:
+    """The layer shape whose removed parameters best match `ratio` of the layer (rule in module doc)."""
+    if ratio <= 0.0:
+        return shape
+    if ratio >= 1.0:
+        return LayerShape(0, 0, 0)
+    total = config.layer_params(shape)
+    target = ratio * total
+    d = config.dim
+    group = shape.n_heads // shape.n_kv_heads if shape.n_kv_heads else 0
+    candidates: list[tuple[float, float, LayerShape]] = []  # (error, balance, shape)
+    for k in range(shape.n_kv_heads + 1):
+        attn_kept = config.layer_params(LayerShape(k * group, k, 0))
+        want_ffn = total - target - attn_kept  # parameters the MLP should keep
+        f_exact = (want_ffn - d) / (3 * d)
+        options = {0, shape.ffn_dim}
+        for f in (math.floor(f_exact), math.ceil(f_exact)):
+            options.add(min(max(f, 0), shape.ffn_dim))
+        for f in options:
+            new = LayerShape(k * group, k, f)
+            error = abs(total - config.layer_params(new) - target)
+            attn_frac = 1 - k / shape.n_kv_heads if shape.n_kv_heads else None
+            ffn_frac = 1 - f / shape.ffn_dim if shape.ffn_dim else None
+            balance = abs(attn_frac - ffn_frac) if attn_frac is not None and ffn_frac is not None else 0.0
+            candidates.append((error, balance, new))
+    best_error = min(c[0] for c in candidates)
+    close = [c for c in candidates if c[0] <= best_error + 3 * d]
+    return min(close, key=lambda c: (c[1], c[0]))[2]
+
+
+def pruned_config(config: ModelConfig, ratios: Sequence[float]) -> ModelConfig:
+    """The config of the model `prune_model(model, ratios)` would return (no weights needed)."""
+    values = check_ratios(config, ratios)
+    layers = [shape_for_ratio(config, s, r) for s, r in zip(config.layers, values)]
+    return dataclasses.replace(config, layers=layers, extra=dict(config.extra))
+
+
+def params_removed(config: ModelConfig, ratios: Sequence[float]) -> int:
+    """Parameters removed by pruning with `ratios`, after rounding to whole KV groups and channels."""
+    return config.param_count() - pruned_config(config, ratios).param_count()
+
+
+def removed_fraction(config: ModelConfig, ratios: Sequence[float]) -> float:
+    """Removed parameters over the whole model's parameters (embeddings included, tied ones once)."""
+    return params_removed(config, ratios) / config.param_count()
