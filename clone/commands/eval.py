@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from clone.eval.perplexity import perplexity
 
+    from clone.data.corpora import CORPORA, SPLITS
+
+    if args.data not in CORPORA:
+        raise CloneError(f"--data {args.data!r} is not a corpus (allowed: {', '.join(CORPORA)})")
+    if args.split not in SPLITS:
+        raise CloneError(f"--split {args.split!r} is not a split (allowed: {', '.join(SPLITS)})")
     if args.max_tokens is not None and args.max_tokens <= args.seq_len:
         raise CloneError(f"--max-tokens {args.max_tokens} must exceed --seq-len {args.seq_len}")
     ckpt = load(args)

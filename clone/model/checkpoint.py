@@ -93,6 +93,8 @@ def build_model(config: ModelConfig, state: dict[str, torch.Tensor], source: str
 def load_checkpoint(name_or_path: str | os.PathLike = DEFAULT_MODEL, dtype: torch.dtype = torch.float32) -> Checkpoint:
     path, kind = resolve(name_or_path)
     metadata: dict[str, Any] = {}
+    if kind == "builtin-gguf" and dtype == torch.float32:
+        return _load_builtin_cached(str(name_or_path), path)
     if kind in ("gguf", "builtin-gguf"):
         from clone.model.gguf_loader import load_gguf
 
@@ -112,10 +114,38 @@ def load_checkpoint(name_or_path: str | os.PathLike = DEFAULT_MODEL, dtype: torc
             raise CloneError(f"{path / 'config.json'}: clone_format {raw['clone_format']} is not supported (supported: {CLONE_FORMAT})")
         config = ModelConfig.from_dict(raw["model"])
         metadata = raw.get("metadata", {})
-        state = load_hf_state(path, dtype)
         tokenizer = Tokenizer.from_directory(path)
+        if raw.get("quantization"):  # packed low-bit weights keep their stored dtypes (clone.quant)
+            from clone.quant.checkpoint import build_quantized_model
+
+            model = build_quantized_model(config, path, raw["quantization"], dtype)
+            return Checkpoint(model, tokenizer, str(name_or_path), kind, metadata)
+        state = load_hf_state(path, dtype)
     model = build_model(config, state, str(path))
     return Checkpoint(model, tokenizer, str(name_or_path), kind, metadata)
+
+
+def _load_builtin_cached(name: str, gguf_path: Path) -> Checkpoint:
+    """Dequantizing the GGUF takes seconds; keep a float copy in the data dir, keyed by the file."""
+    from clone.data.paths import data_dir
+    from clone.model.gguf_loader import load_gguf
+
+    stat = gguf_path.stat()
+    key = f"{name}-{stat.st_size}-{int(stat.st_mtime)}"
+    cache = data_dir() / "models" / key
+    if (cache / "config.json").exists():
+        try:
+            ckpt = load_checkpoint(cache)
+            return Checkpoint(ckpt.model, ckpt.tokenizer, name, "builtin-gguf", ckpt.metadata)
+        except CloneError:
+            shutil.rmtree(cache, ignore_errors=True)
+    config, state, tokenizer = load_gguf(gguf_path, torch.float32)
+    model = build_model(config, state, str(gguf_path))
+    try:
+        save_checkpoint(model, tokenizer, cache, metadata={"source": str(gguf_path)})
+    except OSError:
+        pass  # a read-only data dir only costs speed
+    return Checkpoint(model, tokenizer, name, "builtin-gguf", {})
 
 
 def save_checkpoint(model: Transformer, tokenizer: Tokenizer, directory: str | os.PathLike,
@@ -123,6 +153,9 @@ def save_checkpoint(model: Transformer, tokenizer: Tokenizer, directory: str | o
     """Write config.json (per-layer shapes), model.safetensors and the tokenizer, atomically."""
     from safetensors.torch import save_file
 
+    if any(hasattr(m, "lora_adapters") for m in model.modules()):
+        raise CloneError("the model has LoRA adapters: merge them (clone.lora.merge_lora) or remove them "
+                         "(clone.lora.remove_lora) before saving; adapters are saved with clone.lora.save_adapter")
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -132,6 +165,11 @@ def save_checkpoint(model: Transformer, tokenizer: Tokenizer, directory: str | o
             state.pop("lm_head.weight", None)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = {"clone_format": CLONE_FORMAT, "model": model.config.to_dict(), "metadata": metadata or {}}
+        from clone.quant.model import quantization_record
+
+        record = quantization_record(model)
+        if record is not None:
+            config["quantization"] = record
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         tokenizer.save(tmp)
         if target.exists():
