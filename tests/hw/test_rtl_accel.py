@@ -4,7 +4,7 @@ import pytest
 
 import rtl_harness as rtl
 
-BENCHES = ["bench_mac"]
+BENCHES = ["bench_mac", "bench_lpu", "bench_router", "bench_sfu", "bench_axi", "bench_e2e"]
 
 
 @pytest.mark.slow
