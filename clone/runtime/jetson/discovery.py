@@ -373,6 +373,9 @@ def discover(
         profile = load_board(profile)
     if profile is None and board is not None and board.profile_name:
         profile = load_board(board.profile_name)
+    elif profile is not None and board is not None and board.profile_name not in (None, profile.name):
+        problems.append(f"profile {profile.name} was given but the board looks like "
+                        f"{board.profile_name} ({board.model})")
     if board is not None and board.note and board.profile_name is None:
         problems.append(f"board: {board.note}")
     if profile is None:
@@ -403,13 +406,22 @@ def discover(
 def detect(sysfs: SysfsRoot | None = None) -> Discovery | None:
     """`--device auto`: a Discovery when this root looks like a Jetson, None when it does not.
 
-    A root counts as a Jetson when its device tree names a Tegra/Jetson board or a GPU devfreq node
-    with a gpu/ga10b of_node exists; anything else (a laptop, CI) gives None and the caller falls back
+    A root counts as a Jetson when its device tree names a Tegra/Jetson board or an NVIDIA GPU devfreq
+    node exists; anything else (a laptop, CI) gives None and the caller falls back
     to the simulated board.
     """
     sysfs = sysfs if sysfs is not None else SysfsRoot()
-    board = detect_board(sysfs)
-    gpu, _ = find_gpu(sysfs, None)
-    if board is None and gpu is None:
+    if detect_board(sysfs) is None and not _nvidia_gpu_node(sysfs):
         return None
     return discover(sysfs)
+
+
+def _nvidia_gpu_node(sysfs: SysfsRoot) -> bool:
+    """A devfreq GPU that is NVIDIA's: of_node name ga10b, or gpu with an nvidia compatible string
+    (other ARM boards name their Mali GPU node "gpu" too)."""
+    for entry in sysfs.glob(DEVFREQ_SCAN_GLOB):
+        name = sysfs.read_optional(f"{entry}/device/of_node/name")
+        compat = sysfs.read_optional(f"{entry}/device/of_node/compatible") or ""
+        if name == "ga10b" or (name in GPU_OF_NODE_NAMES and "nvidia," in compat):
+            return True
+    return False

@@ -208,6 +208,7 @@ def build_fake_board(
     put(f"{devfreq}/max_freq", _hz(current.gpu_max_MHz))
     put(f"{devfreq}/cur_freq", _hz(gtab[len(gtab) // 2]))
     put(f"{dt}/{node_name}@17000000/name", node_name + "\x00")
+    put(f"{dt}/{node_name}@17000000/compatible", "nvidia,ga10b\x00")
     link(f"{device}/of_node", f"{dt}/{node_name}@17000000")
     link(f"{devfreq}/device", device)
     link(f"/sys/class/devfreq/{devfreq.rsplit('/', 1)[-1]}", devfreq)
@@ -216,6 +217,7 @@ def build_fake_board(
         put(paths.gpu_load_file, 120)
     # A decoy devfreq device (the video image compositor) the scan must skip.
     put(f"{dt}/vic@15340000/name", "vic\x00")
+    put(f"{dt}/vic@15340000/compatible", "nvidia,tegra234-vic\x00")
     vic = "/sys/devices/platform/15340000.vic"
     put(f"{vic}/devfreq/15340000.vic/available_frequencies", "115200000 729600000")
     put(f"{vic}/devfreq/15340000.vic/cur_freq", 115200000)
