@@ -20,7 +20,8 @@ def sat32(v):
 
 class MacArray(wiring.Component):
     """Datapath only. Inputs sampled in cycle t (in_valid) update `acc` at the end of cycle t+1;
-    `first` makes that tile start from `init` instead of the running accumulator."""
+    `first` makes that tile start from `init` (sampled with the tile) instead of the running
+    accumulator."""
 
     def __init__(self, n: int):
         self.n = n
@@ -36,7 +37,10 @@ class MacArray(wiring.Component):
         psums = [Signal(signed(psw), name=f"psum{r}") for r in range(n)]
         v1 = Signal()
         first1 = Signal()
+        init1 = Signal(32 * n)
         m.d.sync += [v1.eq(self.in_valid), first1.eq(self.first)]
+        with m.If(self.in_valid & self.first):
+            m.d.sync += init1.eq(self.init)
         for r in range(n):
             terms = []
             for c in range(n):
@@ -51,7 +55,7 @@ class MacArray(wiring.Component):
             m.d.sync += psums[r].eq(total)
         accs = [Signal(signed(32), name=f"acc{r}") for r in range(n)]
         for r in range(n):
-            base = Mux(first1, self.init.word_select(r, 32).as_signed(), accs[r])
+            base = Mux(first1, init1.word_select(r, 32).as_signed(), accs[r])
             with m.If(v1):
                 m.d.sync += accs[r].eq(sat32(base + psums[r]))
             m.d.comb += self.acc.word_select(r, 32).eq(accs[r])

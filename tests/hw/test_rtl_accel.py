@@ -12,3 +12,13 @@ BENCHES = ["bench_mac", "bench_lpu", "bench_router", "bench_sfu", "bench_axi", "
 @pytest.mark.parametrize("bench", BENCHES)
 def test_bench(bench, sim, accel_rtl, tmp_path):
     rtl.run_bench(sim, accel_rtl[sim], "clone_accel", bench, tmp_path / bench)
+
+
+@pytest.mark.parametrize("sim", rtl.sims())
+def test_mac_array_block(sim, tmp_path):
+    """The MAC array datapath on its own Verilog."""
+    from hw.mac_array import MacArray
+    from hw.params import AccelParams
+    vfile = rtl.verilog_for("mac_array", lambda: MacArray(AccelParams.small().n))
+    bdir = rtl.build(sim, vfile, "mac_array")
+    rtl.run_bench(sim, bdir, "mac_array", "bench_mac_array", tmp_path / "mac_array")
