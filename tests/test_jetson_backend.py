@@ -175,7 +175,8 @@ EMC MAX_FREQ 2133000000
 < PM_CONFIG DEFAULT=1 >"""
     modes, default = parse_nvpmodel_conf(text)
     assert default == 1 and modes[0].name == "MAXN" and modes[0].gpu_max_Hz is None
-    assert (modes[1].gpu_max_Hz, modes[1].emc_max_Hz, modes[1].cpu_max_kHz) == (510000000, 2133000000, 1113600)
+    m = modes[1]
+    assert (m.gpu_max_Hz, m.emc_max_Hz, m.cpu_max_kHz) == (510000000, 2133000000, 1113600)
 
 
 def test_fake_spec_parsing():
@@ -206,7 +207,8 @@ def test_reads_match_profile_and_files(fake):
 def test_module_power_from_rails(fake):
     fake.set_power(9.0)
     b = JetsonBackend(None, fake.root)
-    expected_rails = ["VDD_IN"] if fake.profile.power_rails.module_rail else list(fake.profile.power_rails.rails)
+    rails = fake.profile.power_rails
+    expected_rails = ["VDD_IN"] if rails.module_rail else list(rails.rails)
     assert b.power_rails == expected_rails
     assert b.power_W() == pytest.approx(9.0, rel=2e-3)
 
@@ -222,7 +224,8 @@ def _expected_pin(fake, b: JetsonBackend, c: Clocks, raising: bool) -> list[tupl
     emc = [(e.emc_rate_locked_file, "1"), (e.emc_rate_file, _hz(c.emc_MHz))]
     cpu = []
     for p in b.discovery.cpu:
-        pair = [(f"{p.dir}/scaling_max_freq", _khz(c.cpu_MHz)), (f"{p.dir}/scaling_min_freq", _khz(c.cpu_MHz))]
+        pair = [(f"{p.dir}/scaling_max_freq", _khz(c.cpu_MHz)),
+                (f"{p.dir}/scaling_min_freq", _khz(c.cpu_MHz))]
         cpu += pair if raising else pair[::-1]
     return (gpu if raising else gpu[::-1]) + emc + cpu
 
@@ -295,7 +298,8 @@ def test_listed_value_above_power_mode_cap_refused(tmp_path):
     fb = build_fake_board("jetson-orin-nano-8gb", 6, tmp_path / "r")  # 25W: GPU cap 918 MHz
     b = JetsonBackend(None, fb.root)
     assert 1020 in b.listed_MHz("gpu") and 1020 not in b.available_MHz("gpu")
-    with pytest.raises(CloneError, match=r"gpu clock: 1020 MHz is above the 918 MHz cap of nvpmodel mode 25W"):
+    with pytest.raises(CloneError, match=r"gpu clock: 1020 MHz is above the 918 MHz cap of "
+                                         r"nvpmodel mode 25W"):
         b.set_clocks(Clocks(1020, 204, 115.2))
     assert b.sysfs.writes == []
 
@@ -310,6 +314,15 @@ def test_profile_rounding_matches_listed_step(tmp_path):
     with b:
         b.set_clock("gpu", 625)
         assert fb.read(f"{fb.gpu_dir}/min_freq") == "624750000"
+
+
+def test_cpu_steps_from_profile_when_driver_lists_none(tmp_path):
+    fb = build_fake_board("jetson-agx-orin-64gb", 6, tmp_path / "r")
+    for pol in ("policy0", "policy4", "policy8"):
+        (fb.root / f"sys/devices/system/cpu/cpufreq/{pol}/scaling_available_frequencies").unlink()
+    fb.write_raw("/sys/devices/system/cpu/cpufreq/policy0/cpuinfo_max_freq", 1728000)
+    b = JetsonBackend(None, fb.root)
+    assert b.listed_MHz("cpu") == fb.profile.clocks.up_to("cpu", 1728)
 
 
 # --------------------------------------------------------------------------------------------------

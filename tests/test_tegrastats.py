@@ -24,7 +24,8 @@ def test_parse_orin_nano_jetpack6_line():
     assert s.cpu_load_pct == [41, 9, 8, 10, 5, 4] and s.cpu_freq_MHz == [1344] * 6
     assert (s.gpu_load_pct, s.gpu_freq_MHz) == (95, 918)
     assert (s.emc_load_pct, s.emc_freq_MHz) == (64, 3199)
-    assert s.rails_mW == {"VDD_IN": (13980, 7890), "VDD_CPU_GPU_CV": (6010, 2970), "VDD_SOC": (3914, 2317)}
+    assert s.rails_mW == {"VDD_IN": (13980, 7890), "VDD_CPU_GPU_CV": (6010, 2970),
+                          "VDD_SOC": (3914, 2317)}
     assert s.module_W() == pytest.approx(13.98)
     assert s.temps_C["gpu"] == 48.3 and s.temps_C["tj"] == 48.3
 

@@ -23,7 +23,9 @@ from typing import Any
 from clone.errors import CloneError
 from clone.profiles import Profile, load_board
 from clone.runtime.device import DOMAINS, Clocks, PhaseAccount
-from clone.runtime.jetson.clocks import ClockDomain, CpuFreq, EmcClock, GpuDevfreq, fmt_MHz, match_listed
+from clone.runtime.jetson.clocks import (
+    ClockDomain, CpuFreq, EmcClock, GpuDevfreq, fmt_MHz, match_listed,
+)
 from clone.runtime.jetson.discovery import Discovery, detect, discover
 from clone.runtime.jetson.sysfs import SysfsRoot
 from clone.runtime.jetson.telemetry import PowerSampler, module_power_reader, module_rails
@@ -35,7 +37,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class ClockState:
-    """Everything restore() puts back, per domain (opaque snapshots from clone.runtime.jetson.clocks)."""
+    """Everything restore() puts back, per domain (opaque snapshots from the clock domains)."""
 
     domains: dict[str, Any]
 
@@ -72,7 +74,7 @@ class JetsonBackend:
         self.jetpack = d.jetpack
         self.domains: dict[str, ClockDomain] = {
             "gpu": GpuDevfreq(self.sysfs, d.gpu.devfreq_dir),  # type: ignore[union-attr]
-            "cpu": CpuFreq(self.sysfs, d.cpu),
+            "cpu": CpuFreq(self.sysfs, d.cpu, self.profile.clocks.table("cpu")),
         }
         if d.emc is not None:
             self.domains["emc"] = EmcClock(self.sysfs, d.emc)
@@ -102,7 +104,8 @@ class JetsonBackend:
         for dom in self.domains.values():
             for f in dom.control_files():
                 if not self.sysfs.writable(f):
-                    who = "not root" if hasattr(os, "geteuid") and os.geteuid() != 0 else "no write permission"
+                    not_root = hasattr(os, "geteuid") and os.geteuid() != 0
+                    who = "not root" if not_root else "no write permission"
                     return True, f"{who}: cannot write {f}"
         return False, ""
 
@@ -126,7 +129,8 @@ class JetsonBackend:
         if domain not in DOMAINS:
             raise CloneError(f"unknown clock domain '{domain}' (allowed: {', '.join(DOMAINS)})")
         if domain not in self.domains:
-            why = "; ".join(p for p in self.discovery.problems if p.startswith(domain.upper())) or "not found"
+            why = "; ".join(p for p in self.discovery.problems
+                            if p.startswith(domain.upper())) or "not found"
             raise CloneError(f"{domain} clock: not available on this board ({why})")
         return self.domains[domain]
 

@@ -107,18 +107,31 @@ class _RangeDomain(ClockDomain):
     """A governor plus [min, max] files: devfreq (Hz) and cpufreq (kHz) share the logic."""
 
     scale: float  # file units per MHz
+    hw_range_files: tuple[str, str] = ("", "")
     gov_file: str
     lo_file: str
     hi_file: str
     cur_file: str
     avail_file: str
 
-    def __init__(self, name: str, sysfs: SysfsRoot, dirs: list[str]) -> None:
-        self.name, self.sysfs, self.dirs = name, sysfs, dirs
+    def __init__(self, name: str, sysfs: SysfsRoot, dirs: list[str],
+                 fallback_MHz: tuple[float, ...] = ()) -> None:
+        self.name, self.sysfs, self.dirs, self.fallback_MHz = name, sysfs, dirs, fallback_MHz
 
     def listed_MHz(self) -> tuple[float, ...]:
-        raw = self.sysfs.read_ints(f"{self.dirs[0]}/{self.avail_file}")
-        return tuple(sorted({round(v / self.scale, 4) for v in raw}))
+        """The driver's list; without one (some cpufreq drivers), the profile's table within the
+        [min, max] the hardware reports, and a CloneError when even that is unknown."""
+        d = self.dirs[0]
+        try:
+            raw = self.sysfs.read_ints(f"{d}/{self.avail_file}")
+            return tuple(sorted({round(v / self.scale, 4) for v in raw}))
+        except (OSError, ValueError):
+            pass
+        hw = [self.sysfs.read_optional(f"{d}/{f}") for f in self.hw_range_files]
+        if self.fallback_MHz and all(x and x.isdigit() for x in hw):
+            lo, hi = (int(x) / self.scale for x in hw)  # type: ignore[union-attr]
+            return tuple(f for f in self.fallback_MHz if lo - 1e-6 <= f <= hi + 1e-6)
+        raise CloneError(f"{self.name} clock: cannot read {d}/{self.avail_file}")
 
     def current_MHz(self) -> float:
         return self.sysfs.read_int(f"{self.dirs[0]}/{self.cur_file}") / self.scale
@@ -137,7 +150,8 @@ class _RangeDomain(ClockDomain):
     def pin(self, MHz: float) -> None:
         v = int(round(MHz * self.scale))
         for d in self.dirs:
-            _write(self.name, write_range, self.sysfs, f"{d}/{self.lo_file}", f"{d}/{self.hi_file}", v, v)
+            lo, hi = f"{d}/{self.lo_file}", f"{d}/{self.hi_file}"
+            _write(self.name, write_range, self.sysfs, lo, hi, v, v)
 
     def snapshot(self) -> list[RangeState]:
         return [RangeState(self.sysfs.read_optional(f"{d}/{self.gov_file}"),
@@ -165,8 +179,9 @@ class GpuDevfreq(_RangeDomain):
     gov_file, lo_file, hi_file, cur_file, avail_file = (
         "governor", "min_freq", "max_freq", "cur_freq", "available_frequencies")
 
-    def __init__(self, sysfs: SysfsRoot, devfreq_dir: str) -> None:
-        super().__init__("gpu", sysfs, [devfreq_dir])
+    def __init__(self, sysfs: SysfsRoot, devfreq_dir: str,
+                 fallback_MHz: tuple[float, ...] = ()) -> None:
+        super().__init__("gpu", sysfs, [devfreq_dir], fallback_MHz)
 
 
 class CpuFreq(_RangeDomain):
@@ -177,8 +192,11 @@ class CpuFreq(_RangeDomain):
         "scaling_governor", "scaling_min_freq", "scaling_max_freq", "scaling_cur_freq",
         "scaling_available_frequencies")
 
-    def __init__(self, sysfs: SysfsRoot, policies: tuple[CpuPolicy, ...]) -> None:
-        super().__init__("cpu", sysfs, [p.dir for p in policies])
+    hw_range_files = ("cpuinfo_min_freq", "cpuinfo_max_freq")
+
+    def __init__(self, sysfs: SysfsRoot, policies: tuple[CpuPolicy, ...],
+                 fallback_MHz: tuple[float, ...] = ()) -> None:
+        super().__init__("cpu", sysfs, [p.dir for p in policies], fallback_MHz)
 
 
 @dataclass(frozen=True)
@@ -224,7 +242,8 @@ class EmcClock(ClockDomain):
         except OSError as exc:
             problems.append(f"emc: restoring rate {state.rate}: {exc.strerror or exc}")
         try:
-            if state.locked is not None and self.sysfs.read_optional(self.files.rate_locked) != state.locked:
+            now = self.sysfs.read_optional(self.files.rate_locked)
+            if state.locked is not None and now != state.locked:
                 self.sysfs.write(self.files.rate_locked, state.locked)
         except OSError as exc:
             problems.append(f"emc: restoring mrq_rate_locked {state.locked}: {exc.strerror or exc}")

@@ -1,4 +1,4 @@
-"""Find a Jetson's control files: board, JetPack, GPU devfreq node, cpufreq policies, EMC, nvpmodel, rails.
+"""Find a Jetson's control files: board, JetPack, GPU devfreq, cpufreq, EMC, nvpmodel, power rails.
 
 Everything is looked up through a SysfsRoot, so the same code runs on a board and on a fake tree.
 Paths come from the board profile (edge_profiles/*.yaml, `sysfs.jetpack.<N>`); the GPU node is also
@@ -142,13 +142,15 @@ class Discovery:
     def summary(self) -> list[str]:
         """Human-readable lines for logs and `--device jetson` reports."""
         b = self.board
+        mode = self.nvpmodel.current if self.nvpmodel else None
         lines = [
-            f"board: {b.model if b else 'unknown'} -> profile {self.profile.name if self.profile else None}",
+            f"board: {b.model if b else 'unknown'} -> "
+            f"profile {self.profile.name if self.profile else None}",
             f"JetPack: {self.jetpack} ({self.jetpack_from})",
             f"GPU devfreq: {self.gpu.devfreq_dir if self.gpu else None}",
             f"CPU policies: {', '.join(p.dir for p in self.cpu) or None}",
             f"EMC: {self.emc.rate if self.emc else None}",
-            f"nvpmodel: {self.nvpmodel.current.name if self.nvpmodel and self.nvpmodel.current else None}",
+            f"nvpmodel: {mode.name if mode else None}",
             f"rails: {', '.join(self.rails) or None}",
         ]
         return lines + [f"problem: {p}" for p in self.problems]
@@ -241,7 +243,9 @@ def find_gpu(sysfs: SysfsRoot, paths: SysfsPaths | None) -> tuple[GpuNode | None
     return GpuNode(found, load, full_scale, how), None
 
 
-def find_cpu_policies(sysfs: SysfsRoot, paths: SysfsPaths | None) -> tuple[tuple[CpuPolicy, ...], str | None]:
+def find_cpu_policies(
+    sysfs: SysfsRoot, paths: SysfsPaths | None
+) -> tuple[tuple[CpuPolicy, ...], str | None]:
     """One entry per cpufreq policy (a cluster), found through the per-CPU cpufreq links."""
     pattern = paths.cpufreq_dir_pattern if paths else "/sys/devices/system/cpu/cpu{cpu}/cpufreq"
     by_dir: dict[str, list[int]] = {}

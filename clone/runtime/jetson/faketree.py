@@ -186,7 +186,8 @@ def build_fake_board(
         p.symlink_to(rel)
 
     # Identity and release.
-    model, carrier, module = IDENTITY.get(profile.name, (profile.description, "p0000-0000", "p0000-0000"))
+    unknown = (profile.description, "p0000-0000", "p0000-0000")
+    model, carrier, module = IDENTITY.get(profile.name, unknown)
     dt = "/sys/firmware/devicetree/base"
     put(f"{dt}/model", model + "\x00")
     compat = f"nvidia,{carrier}+{module}\x00nvidia,{module}\x00nvidia,tegra234\x00"

@@ -80,8 +80,12 @@ class SysfsRoot:
         return "/" + rel.replace(os.sep, "/")
 
     def realpath(self, path: str) -> str:
-        """Board path with symlinks resolved (links inside a fake tree must be relative)."""
-        return self.board(os.path.realpath(self.real(path)))
+        """Board path with symlinks resolved (links inside a fake tree must be relative); a link
+        leading out of the root (an absolute link in a copied tree) leaves the path as given."""
+        try:
+            return self.board(os.path.realpath(self.real(path)))
+        except ValueError:
+            return path
 
     def __repr__(self) -> str:
         return f"SysfsRoot({str(self.root)!r}, dry_run={self.dry_run})"
