@@ -180,13 +180,62 @@ def area_table(p: AccelParams, results: list[SynthResult], pname: str) -> str:
     return "\n".join(lines)
 
 
+def cycle_table() -> str:
+    """Markdown table of T per command: the formula and worked values for both instances."""
+    from hw.reference import Desc, Op, cycles, dvfs_busy, vf_reset
+    ps, pa = AccelParams.small(), AccelParams.asic28()
+
+    def both(fn) -> str:
+        return f"{fn(ps)} | {fn(pa)}"
+
+    rows = [
+        ("NOP / ACTIVATE / PREDICT_LEN / rejected", "1", "-", both(lambda p: 1)),
+        ("LOAD ABUF", "1 + d*B_A + stall_in", "d = KT (one D_in vector)",
+         both(lambda p: cycles(p, Desc(Op.LOAD, f=0, d=p.kt)))),
+        ("LOAD WBUF", "1 + d*B_W + stall_in", "d = KT (one output tile)",
+         both(lambda p: cycles(p, Desc(Op.LOAD, f=1, d=p.kt)))),
+        ("STORE OBUF", "1 + d*(1 + B_O) + stall_out", "d = NT (one D_out vector)",
+         both(lambda p: cycles(p, Desc(Op.STORE, f=2, d=p.nt)))),
+        ("GEMV", "1 + m*(kt + 3)", "kt = KT, m = 1",
+         both(lambda p: cycles(p, Desc(Op.GEMV, d=p.kt, e=1)))),
+        ("GEMM", "1 + m*(kt + 3)", "kt = KT, m = 16",
+         both(lambda p: cycles(p, Desc(Op.GEMV, d=p.kt, e=16)))),
+        ("LORA", "1 + n*RK*KT + 2 + NT*(n*RK + 3)", "n = NSLOT",
+         both(lambda p: cycles(p, Desc(Op.LORA, f=p.nslot)))),
+        ("ROUTE", "1 + NE*ET + 2 + SQ + NE*(SQ + DW + 1) + NE + NE*(DW + 1)", "-",
+         both(lambda p: cycles(p, Desc(Op.ROUTE)))),
+        ("LOAD_ADAPTER", "1 + EW*(B_A + T_W) + stall_in", "-",
+         both(lambda p: cycles(p, Desc(Op.LOAD_ADAPTER)))),
+        ("DVFS_SET / DVFS_POLICY", "1 + abs(vt - vcur)*T_SLEW + T_SETTLE + T_LOCK",
+         "level 0 -> NL-1 at reset",
+         both(lambda p: 1 + dvfs_busy(p, vf_reset(p)[0][0], vf_reset(p)[-1][0]))),
+    ]
+    lines = ["| command | T (cycles) | example | small | asic28 |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def _update_spec(marker: str, body: str) -> None:
+    spec = Path(__file__).resolve().parents[1] / "docs" / "hw-spec.md"
+    text = spec.read_text()
+    block = f"<!-- {marker} -->\n{body}\n<!-- /{marker} -->"
+    pat = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->|<!-- {marker} -->", re.S)
+    spec.write_text(pat.sub(lambda _: block, text, count=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hw.build")
-    ap.add_argument("what", choices=["verilog", "synth"])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("what", choices=["verilog", "synth", "cycles"])
+    ap.add_argument("--out", type=Path, default=Path("build"))
     ap.add_argument("--params", default=None, help="small or asic28 (verilog: both by default)")
     ap.add_argument("--update-spec", action="store_true", help="write the table into docs/hw-spec.md")
     args = ap.parse_args(argv)
+    if args.what == "cycles":
+        table = cycle_table()
+        print(table)
+        if args.update_spec:
+            _update_spec("CYCLE-TABLE", table)
+        return 0
     if args.what == "verilog":
         for pname in ([args.params] if args.params else ["small", "asic28"]):
             print(f"Verilog ({pname}) -> {args.out / pname}", file=sys.stderr)
@@ -205,12 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / pname / "area.md").write_text(table + "\n")
     print(table)
     if args.update_spec:
-        spec = Path(__file__).resolve().parents[1] / "docs" / "hw-spec.md"
-        text = spec.read_text()
-        block = f"<!-- SYNTH-TABLE -->\n{table}\n<!-- /SYNTH-TABLE -->"
-        text = re.sub(r"<!-- SYNTH-TABLE -->.*?(<!-- /SYNTH-TABLE -->|$)", lambda _: block, text,
-                      count=1, flags=re.S)
-        spec.write_text(text)
+        _update_spec("SYNTH-TABLE", table)
     return 0
 
 
