@@ -44,6 +44,7 @@ class ClockState:
 
 def _as_root(root: SysfsRoot | str | os.PathLike | None, dry_run: bool) -> SysfsRoot:
     if isinstance(root, SysfsRoot):
+        root.dry_run = root.dry_run or dry_run
         return root
     return SysfsRoot(root, dry_run=dry_run)
 
