@@ -120,7 +120,9 @@ PARTS = {"mac_array": "gemv_engine", "lora_engine": "lpu", "router": "lpu"}
 
 
 def synth_block(vfile: Path, top: str, log: Path) -> SynthResult:
+    # register files (Amaranth Arrays, the FIFO) become flip-flops; only the eNVM array stays a macro
     script = (f"read_verilog -sv {vfile}; hierarchy -top {top}; synth -top {top} -flatten -run begin:fine; "
+              f"memory_map t:$mem_v2 n:*envm* %d; "
               f"opt -fast -full; techmap; opt -fast; abc -fast; opt_clean; tee -o {log}.stat stat")
     t0 = time.time()
     res = subprocess.run(yosys_cmd() + ["-q", "-p", script], capture_output=True, text=True)
@@ -158,7 +160,8 @@ def area_table(p: AccelParams, results: list[SynthResult], pname: str) -> str:
              f"(0.49 um^2 NAND2 X1 at 70 % utilisation), SRAM {AREA_ASSUMPTIONS['sram_um2_per_bit']} "
              f"um^2/bit, eNVM {AREA_ASSUMPTIONS['envm_um2_per_bit']} um^2/bit (macro incl. periphery).",
              "The LPU row includes the LoRA engine, the router, slots, gates and the adapter loader "
-             "(the eNVM array itself is the macro row); the top adds only the buffer muxes.",
+             "(the eNVM array itself is the macro row); the top adds only the buffer muxes. Not "
+             "included: the LDO and ADPLL analog macros, pads, power grid and the PCIe endpoint.",
              "", "| block | cells | flip-flops | NAND2-eq | area mm^2 |", "|---|---|---|---|---|"]
     total = 0.0
     count = {"axi_bridge": 3}

@@ -3,6 +3,7 @@ AXI-Stream source and sink with seeded back-pressure and stall counting, a non-i
 and a scoreboard. Drive on the falling edge, sample settled values, commit on the rising edge."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -41,6 +42,9 @@ class Scoreboard:
     def finish(self) -> None:
         for what, got, exp in self.cycle_log:
             self.log.info("cycles %-28s T=%d (spec %d)", what, got, exp)
+        # the measured trace, for cross-checking the cycle-level simulator (sim/)
+        with open("cycles.json", "w") as fh:
+            json.dump([{"command": w, "T_rtl": g, "T_spec": e} for w, g, e in self.cycle_log], fh, indent=0)
         assert not self.fails, f"{len(self.fails)} of {self.checks} checks failed: {self.fails[:5]}"
         assert self.checks > 0
 
