@@ -22,3 +22,11 @@ def test_mac_array_block(sim, tmp_path):
     vfile = rtl.verilog_for("mac_array", lambda: MacArray(AccelParams.small().n))
     bdir = rtl.build(sim, vfile, "mac_array")
     rtl.run_bench(sim, bdir, "mac_array", "bench_mac_array", tmp_path / "mac_array")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", rtl.sims())
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_commands(seed, sim, accel_rtl, tmp_path):
+    """Random command streams with different seeds against the reference model."""
+    rtl.run_bench(sim, accel_rtl[sim], "clone_accel", "bench_random", tmp_path / "random", seed=seed)
