@@ -130,6 +130,15 @@ def random_scores(model: Transformer, seed: int = 0) -> Importance:
     return Importance("random", layers)
 
 
+def fresh_rope(model: Transformer) -> None:
+    """RoPE tables cached under torch.inference_mode (e.g. by a perplexity run) cannot take part in
+    autograd; drop them so the next forward rebuilds ordinary tensors."""
+    cos = getattr(model, "rope_cos", None)
+    if cos is not None and cos.is_inference():
+        model._rope_len = 0
+        model.rope_cos, model.rope_sin = torch.empty(0), torch.empty(0)
+
+
 def causal_lm_loss(model: Transformer, tokens: Tensor) -> Tensor:
     logits = model(tokens[:, :-1])
     return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
@@ -159,6 +168,7 @@ def taylor_scores(model: Transformer, calib: Tensor, batch_size: int = 4, progre
                     param.requires_grad_(True)
                     handles.append(param.register_post_accumulate_grad_hook(hook_for(i, key)))
     batches = list(iter_batches(calib, batch_size))
+    fresh_rope(model)
     try:
         with torch.enable_grad(), _progress(len(batches), "taylor importance", progress) as bar:
             for batch in batches:

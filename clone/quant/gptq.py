@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from clone.quant.quantizer import QuantSpec, dequantize_codes, group_params, quantize_codes, row_group_params
+from clone.quant.quantizer import QuantSpec, group_params, row_group_params
 
 
 def _inverse_cholesky(H: Tensor, damp: float) -> Tensor:
@@ -60,6 +60,11 @@ def gptq_quantize(weight: Tensor, H: Tensor, spec: QuantSpec, *, act_order: bool
     Hinv = _inverse_cholesky(H, damp).float()
     codes = torch.zeros(out, n_in, dtype=torch.uint8)
 
+    maxq = float(spec.maxq)
+    sym_zero = float(1 << (spec.bits - 1))
+    s_col = torch.empty(out)  # float scale and zero of the current column's group
+    z_col = torch.empty(out)
+    current_group = -1
     for i1 in range(0, n_in, block_size):
         i2 = min(i1 + block_size, n_in)
         W1 = W[:, i1:i2].clone()
@@ -72,24 +77,25 @@ def gptq_quantize(weight: Tensor, H: Tensor, spec: QuantSpec, *, act_order: bool
                 # Current values of the group's columns: in-block ones in W1, later ones in W minus
                 # the pending lazy update from this block's errors so far.
                 hi = min(col + gw, n_in)
-                in_block = W1[:, j : min(hi, i2) - i1]
-                parts = [in_block]
+                parts = [W1[:, j : min(hi, i2) - i1]]
                 if hi > i2:
                     pending = Err1[:, :j] @ Hinv[i1 : i1 + j, i2:hi]
                     parts.append(W[:, i2:hi] - pending)
                 cur = torch.cat(parts, dim=1)
-                s, z = group_params(cur.reshape(out, 1, cur.shape[1]), spec)
-                scale[:, g : g + 1] = s
+                sg, zg = group_params(cur.reshape(out, 1, cur.shape[1]), spec)
+                scale[:, g] = sg[:, 0]
                 if zero is not None:
-                    zero[:, g : g + 1] = z
-            w = W1[:, j : j + 1]
-            sg = scale[:, g : g + 1]
-            zg = None if zero is None else zero[:, g : g + 1]
-            q = quantize_codes(w, sg, zg, spec)
-            codes[:, i1 + j] = q[:, 0]
-            err = (w - dequantize_codes(q, sg, zg, spec)) / Hinv1[j, j]
-            W1[:, j:] -= err * Hinv1[j : j + 1, j:]
-            Err1[:, j : j + 1] = err
+                    zero[:, g] = zg[:, 0]
+            if g != current_group:
+                s_col = scale[:, g].float()
+                z_col = zero[:, g].float() if zero is not None else torch.full((out,), sym_zero)
+                current_group = g
+            w = W1[:, j]
+            q = torch.clamp(torch.round(w / s_col + z_col), 0, maxq)
+            codes[:, i1 + j] = q.to(torch.uint8)
+            err = (w - (q - z_col) * s_col) / Hinv1[j, j]
+            W1[:, j:] -= err[:, None] * Hinv1[j : j + 1, j:]
+            Err1[:, j] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
 
     inv = torch.argsort(perm)

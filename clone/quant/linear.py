@@ -60,7 +60,8 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_cache:
-            if self._cache is None or self._cache.dtype != x.dtype:
+            stale = self._cache is None or self._cache.dtype != x.dtype
+            if stale or (self._cache.is_inference() and not torch.is_inference_mode_enabled()):
                 self._cache = self.dequantize(x.dtype)
             w = self._cache
         else:

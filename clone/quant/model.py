@@ -80,10 +80,17 @@ def _quantize_gptq(model: Transformer, names: list[str], spec: QuantSpec, calib:
         finally:
             handle.remove()
         H = acc.hessian()
-        for name in module_names:
-            lin = model.get_submodule(name)
-            codes, scale, zero = gptq_quantize(lin.weight, H, spec, act_order=act_order, damp=damp, block_size=block_size)
-            _set_module(model, name, QuantLinear.from_codes(codes, scale, zero, spec, lin.bias))
+        # Projections sharing an input (q/k/v, gate/up) share H; GPTQ treats rows independently, so
+        # their stacked rows are quantized in one pass.
+        linears = [model.get_submodule(name) for name in module_names]
+        stacked = torch.cat([lin.weight.detach() for lin in linears], dim=0)
+        codes, scale, zero = gptq_quantize(stacked, H, spec, act_order=act_order, damp=damp, block_size=block_size)
+        start = 0
+        for name, lin in zip(module_names, linears):
+            rows = slice(start, start + lin.out_features)
+            start += lin.out_features
+            _set_module(model, name, QuantLinear.from_codes(codes[rows], scale[rows], None if zero is None else zero[rows],
+                                                            spec, lin.bias))
 
     for i, layer in enumerate(tqdm(model.layers, desc="quantize (GPTQ)", disable=not progress, leave=False)):
         run = lambda x, layer=layer, i=i: layer(x, cos, sin, None, i)

@@ -10,7 +10,7 @@ zero point per (row, group):
   zero = round(-min / scale), stored as uint8.
 - symmetric: scale = 2 * max|w| / (2^bits - 1) and zero = 2^(bits - 1) for every group, so it is not
   stored (codes span [-8, 7] * scale for INT4, the layout GPTQ and torchao use).
-Scales are rounded to their storage dtype (fp16 by default) before the codes are computed, so
+Scales are rounded up to their storage dtype (fp16 by default) before the codes are computed, so
 dequantizing the stored tensors reproduces exactly the values the quantizer chose.
 Storage: INT8 one code per byte; INT4 two codes per byte, the even column in the low nibble.
 """
@@ -84,7 +84,11 @@ def group_params(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
         lo = w.amin(-1).clamp(max=0)
         hi = w.amax(-1).clamp(min=0)
         scale = (hi - lo) / spec.maxq
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(info.tiny, info.max).to(spec.torch_scale_dtype)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(info.tiny, info.max)
+    stored = scale.to(spec.torch_scale_dtype)
+    # Round the stored scale up, never down, so the group's range still fits the code range.
+    up = torch.nextafter(stored, torch.full_like(stored, float("inf")))
+    scale = torch.where(stored.float() < scale, up, stored)
     if spec.symmetric:
         return scale, None
     zero = torch.round(-lo / scale.float()).clamp(0, spec.maxq).to(torch.uint8)
