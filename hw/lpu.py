@@ -160,6 +160,7 @@ class Lpu(wiring.Component):
             "from_sfu": In(stream.Signature(4)),
             # command interface from the sequencer
             "lora_start": In(1), "route_start": In(1), "adp_start": In(1), "act_we": In(1),
+            "abort": In(1),
             "done": Out(1),
             "f": In(4), "a": In(12), "b": In(12), "c": In(12), "d": In(12), "e": In(8),
             "abuf": Out(rd_signature(p.abuf_depth, 8 * n)),
@@ -214,8 +215,11 @@ class Lpu(wiring.Component):
                     m.d.sync += [wi.eq(self.a * p.ew), wend.eq(self.a * p.ew + p.ew - 1), bi.eq(0)]
                     m.next = "RX"
             with m.State("RX"):
-                m.d.comb += self.adp.ready.eq(1)
-                with m.If(self.adp.valid):
+                m.d.comb += self.adp.ready.eq(~self.abort)
+                with m.If(self.abort):
+                    m.d.comb += adp_done.eq(1)
+                    m.next = "IDLE"
+                with m.Elif(self.adp.valid):
                     m.d.sync += [sr.eq(word), bi.eq(bi + 1)]
                     with m.If(bi == p.b_a - 1):
                         m.d.comb += [envm.wr.en.eq(1), envm.wr.addr.eq(wi), envm.wr.data.eq(word)]
@@ -225,7 +229,7 @@ class Lpu(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == p.t_w - 1):
                     m.d.sync += wi.eq(wi + 1)
-                    with m.If(wi == wend):
+                    with m.If((wi == wend) | self.abort):   # an abort lets the word finish
                         m.d.comb += adp_done.eq(1)
                         m.next = "IDLE"
                     with m.Else():

@@ -37,6 +37,7 @@ class Err(IntEnum):
     ARG = 5
     QFULL = 6
     BUF = 7
+    ABORT = 8
 
 
 class Buf(IntEnum):

@@ -35,7 +35,7 @@ class Sequencer(wiring.Component):
             "f": Out(4), "a": Out(12), "b": Out(12), "c": Out(12), "d": Out(12), "e": Out(8),
             "gemv_start": Out(1), "lora_start": Out(1), "route_start": Out(1),
             "adp_start": Out(1), "act_we": Out(1), "sfu_start": Out(1), "use_policy": Out(1),
-            "pred": Out(1),
+            "pred": Out(1), "abort": Out(1),
             "gemv_done": In(1), "lpu_done": In(1), "sfu_done": In(1),
             "pol_level": In(8), "settled": In(1), "locked": In(1),
         })
@@ -124,6 +124,12 @@ class Sequencer(wiring.Component):
             m.d.sync += [last_cycles.eq(tcount), cmd_count.eq(cmd_count + 1), owner.eq(OWN_SEQ)]
             m.next = "IDLE"
 
+        abort_req = Signal()      # CTRL bit1, honoured by the stream-waiting states
+
+        def finish_aborted():
+            m.d.sync += [err.eq(1), err_code.eq(Err.ABORT), err_op.eq(op), err_count.eq(err_count + 1)]
+            finish()
+
         # stream movers
         buf = Signal(2)
         ptr = Signal(12)
@@ -149,6 +155,7 @@ class Sequencer(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
+                m.d.sync += abort_req.eq(0)
                 with m.If(fifo.r_rdy):
                     m.d.comb += fifo.r_en.eq(1)
                     m.d.sync += [desc.eq(fifo.r_data), tcount.eq(1)]
@@ -199,14 +206,19 @@ class Sequencer(wiring.Component):
                     finish()
             with m.State("ADP"):
                 m.d.sync += tcount.eq(tcount + 1)
-                m.d.comb += [self.adp.payload.eq(self.s_axis.payload),
+                m.d.comb += [self.adp.payload.eq(self.s_axis.payload), self.abort.eq(abort_req),
                              self.adp.valid.eq(self.s_axis.valid), self.s_axis.ready.eq(self.adp.ready)]
                 with m.If(self.lpu_done):
-                    finish()
+                    with m.If(abort_req):
+                        finish_aborted()
+                    with m.Else():
+                        finish()
             with m.State("LOAD"):
                 m.d.sync += tcount.eq(tcount + 1)
-                m.d.comb += self.s_axis.ready.eq(1)
-                with m.If(self.s_axis.valid):
+                m.d.comb += self.s_axis.ready.eq(~abort_req)
+                with m.If(abort_req):
+                    finish_aborted()
+                with m.Elif(self.s_axis.valid):
                     m.d.sync += [sr.word_select(bi, 32).eq(self.s_axis.payload), bi.eq(bi + 1)]
                     with m.If(bi == nbeats - 1):
                         with m.Switch(buf):
@@ -218,14 +230,19 @@ class Sequencer(wiring.Component):
                             finish()
             with m.State("STORE_RD"):
                 m.d.sync += tcount.eq(tcount + 1)
-                m.next = "STORE_TX"
+                with m.If(abort_req):
+                    finish_aborted()
+                with m.Else():
+                    m.next = "STORE_TX"
             with m.State("STORE_TX"):
                 m.d.sync += tcount.eq(tcount + 1)
                 lastbeat = bi == nbeats - 1
-                m.d.comb += [self.m_axis.valid.eq(1),
+                with m.If(abort_req):
+                    finish_aborted()
+                m.d.comb += [self.m_axis.valid.eq(~abort_req),
                              self.m_axis.payload.data.eq(rdata.word_select(bi, 32)),
                              self.m_axis.payload.last.eq(lastbeat & (ptr == endp))]
-                with m.If(self.m_axis.ready):
+                with m.If(self.m_axis.ready & ~abort_req):
                     m.d.sync += bi.eq(bi + 1)
                     with m.If(lastbeat):
                         m.d.sync += [bi.eq(0), ptr.eq(ptr + 1)]
@@ -245,6 +262,8 @@ class Sequencer(wiring.Component):
                          err_count.eq(err_count + 1)]
         with m.If(bus.we & (bus.waddr == 0x004) & bus.wdata[0]):
             m.d.sync += [err.eq(0), err_code.eq(0)]
+        with m.If(bus.we & (bus.waddr == 0x004) & bus.wdata[1] & ~idle):
+            m.d.sync += abort_req.eq(1)
         params = Const(p.n | (p.ne - 1) << 8 | (p.rk - 1) << 12 | (p.nslot - 1) << 16
                        | (p.nl - 1) << 20, 32)
         lvl8 = Signal(8)

@@ -56,7 +56,7 @@ class CloneAccel(wiring.Component):
             gemv.start.eq(seq.gemv_start), gemv.int4.eq(seq.f[0]), gemv.accf.eq(seq.f[1]),
             gemv.a.eq(seq.a), gemv.b.eq(seq.b), gemv.c.eq(seq.c), gemv.kt.eq(seq.d), gemv.m.eq(seq.e),
             lpu.lora_start.eq(seq.lora_start), lpu.route_start.eq(seq.route_start),
-            lpu.adp_start.eq(seq.adp_start), lpu.act_we.eq(seq.act_we),
+            lpu.adp_start.eq(seq.adp_start), lpu.act_we.eq(seq.act_we), lpu.abort.eq(seq.abort),
             lpu.f.eq(seq.f), lpu.a.eq(seq.a), lpu.b.eq(seq.b), lpu.c.eq(seq.c), lpu.d.eq(seq.d),
             lpu.e.eq(seq.e),
             sfu.start.eq(seq.sfu_start), sfu.use_policy.eq(seq.use_policy), sfu.level.eq(seq.a[:4]),

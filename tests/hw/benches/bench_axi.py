@@ -88,3 +88,38 @@ async def error_cases(dut):
     got = await tb.store(Buf.ABUF, 0, 1)
     tb.sb.eq("usable after errors", got, [0x01020304])
     tb.sb.finish()
+
+
+@cocotb.test()
+async def abort_stream_commands(dut):
+    """CTRL bit1 ends a LOAD, STORE or LOAD_ADAPTER that waits on its stream with E_ABORT."""
+    tb = Tb(dut)
+    p, m = tb.p, tb.model
+    await tb.start()
+    cases = [(Desc(Op.LOAD, f=Buf.WBUF, a=0, d=3), p.b_w + 1, 0, "LOAD starved"),
+             (Desc(Op.LOAD_ADAPTER, a=1), 2 * p.b_a + 1, 0, "LOAD_ADAPTER starved"),
+             (Desc(Op.STORE, f=Buf.OBUF, a=0, d=2), 0, 1, "STORE never accepted")]
+    for desc, nbeats, _, what in cases:
+        if nbeats:
+            cocotb.start_soon(tb.source([tb.rng.getrandbits(32) for _ in range(nbeats)]))
+        await tb.push(desc)
+        await tb.cycles_wait(3 * p.t_w + 20)
+        st = await tb.read(STATUS)
+        tb.sb.eq(f"{what}: still busy before abort", st & 1, 1)
+        await tb.write(0x004, 2)
+        await tb.wait_idle(limit=200)
+        st = await tb.read(STATUS)
+        tb.sb.eq(f"{what}: E_ABORT", ((st >> 1) & 1, (st >> 4) & 0xF), (1, Err.ABORT))
+        tb.sb.eq(f"{what}: ERR_INFO opcode", ((await tb.read(0x00C)) >> 4) & 0xF, desc.op)
+        await tb.write(0x004, 1)
+    # an abort while idle or during a bounded command is ignored
+    await tb.write(0x004, 2)
+    await tb.run(Desc(Op.GEMV, a=0, b=0, c=0, d=2, e=1), what="GEMV after aborts")
+    tb.sb.eq("no error from a stale abort", ((await tb.read(STATUS)) >> 1) & 1, 0)
+    # everything still works: full adapter reload, load/store round trip
+    words = [tb.rng.getrandbits(32 * p.b_a) for _ in range(p.ew)]
+    beats = [(w >> (32 * b)) & 0xFFFFFFFF for w in words for b in range(p.b_a)]
+    await tb.run(Desc(Op.LOAD_ADAPTER, a=1), beats, what="LOAD_ADAPTER after abort")
+    await tb.load(Buf.OBUF, 0, [tb.rng.getrandbits(32 * p.n) for _ in range(2)])
+    await tb.store(Buf.OBUF, 0, 2)
+    tb.sb.finish()
