@@ -396,6 +396,9 @@ def simulate(cfg: ModelConfig, prompt_len: int, gen_len: int, *, params: AccelPa
         raise CloneError(f"weight bits {weight_bits} not supported (allowed: 4, 8)")
     if lora_slots < 0 or lora_slots > p.nslot:
         raise CloneError(f"lora_slots {lora_slots} not allowed (allowed: 0..{p.nslot})")
+    if lora_slots and cfg.dim != p.nt * p.n:
+        raise CloneError(f"model dim {cfg.dim}: the LoRA path needs dim = NT*N = {p.nt * p.n} "
+                         "(layers whose attention width differs from KT*N run without LoRA)")
     head_bits = weight_bits if head_bits is None else head_bits
     table = point_table()
     pt = point if isinstance(point, OperatingPoint) else table.get(point)
@@ -535,3 +538,21 @@ def accel_params(array: str | None = None, buffers_KiB: dict[str, float] | None 
                        kt=d_lora // n, nt=(p.nt * p.n) // n, et=e_dim // n)
     except ValueError as exc:
         raise CloneError(f"--array/--buffers: {exc}") from None
+
+
+def run_topology(gemms: list[Gemm], *, params: AccelParams | None = None,
+                 point: OperatingPoint | str | None = None, link: StreamLink | None = None) -> list[dict]:
+    """Cycles, time and energy per GEMM of a topology (each instance costed on its own)."""
+    p = params or AccelParams.asic28()
+    pt = point if isinstance(point, OperatingPoint) else point_table().get(point)
+    mapper = _mapper(p, link or default_link(pt))
+    em = _energy_model(p)
+    rows = []
+    for g in gemms:
+        c = mapper.gemm(g)
+        t = c.cycles / (pt.freq_MHz * 1e6)
+        e = em.split_J(c.actions, t, pt)
+        rows.append({"layer": g.name, "M": g.m, "N": g.n, "K": g.k, "bits": g.weight_bits, "cycles": c.cycles,
+                     "time_s": t, "energy_J": sum(e.values()), **{f"{k}_J": v for k, v in e.items()},
+                     "macs": _macs(c.actions), "link_bytes": _link(c.actions), "commands": c.commands})
+    return rows
