@@ -3,7 +3,7 @@ register bus, and the splitter that routes host transactions to the control, LPU
 partitions (docs/hw-spec.md, section 4)."""
 from __future__ import annotations
 
-from amaranth import Module, Signal, Cat, Const
+from amaranth import Module, Signal
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 

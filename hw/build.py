@@ -11,7 +11,6 @@ bit counts, and prints the table (docs/hw-spec.md, section 7, holds the committe
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess

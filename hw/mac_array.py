@@ -3,7 +3,7 @@
 a registered partial-sum stage and a saturating INT32 accumulator stage: fixed latency 2."""
 from __future__ import annotations
 
-from amaranth import Module, Signal, Mux, Cat, signed, Const
+from amaranth import Module, Signal, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -3,7 +3,7 @@ kind (valid and invalid field values), random data, random stream back-pressure;
 cycles are scored, and at the end every buffer word and architectural register is compared."""
 import cocotb
 
-from hw.reference import Buf, Desc, Op, adapter_words, pack, sext, word_to_beats
+from hw.reference import Buf, Desc, Op, adapter_words, sext, word_to_beats
 from tb import Tb
 
 

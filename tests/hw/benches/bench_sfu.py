@@ -5,7 +5,7 @@ SFU -> LPU level channel."""
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.reference import Desc, Op, dvfs_busy, policy_index
+from hw.reference import Desc, Op, policy_index
 from tb import Tb
 
 

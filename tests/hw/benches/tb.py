@@ -9,10 +9,10 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from hw.params import AccelParams
-from hw.reference import AccelModel, Desc, Op, cycles, vf_reset
+from hw.reference import AccelModel, Desc, Op, cycles
 
 CTRL, STATUS, ERR_INFO, CYCLES, LAST_CYCLES, CMD_COUNT, DESC_LO, DESC_HI = (
     0x004, 0x008, 0x00C, 0x010, 0x014, 0x018, 0x020, 0x024)
