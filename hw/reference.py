@@ -134,22 +134,23 @@ def mac_gemv(p: AccelParams, xs: list[list[int]], wwords: list[int], int4: bool,
 
 
 # ---------------------------------------------------------------- LoRA path
-def lora_path(p: AccelParams, x: list[int], base: list[int], experts: list[tuple[list[list[int]],
-              list[list[int]]]], gates: list[int], sh_a: int, sh_b: int) -> list[int]:
-    """x: D_in INT8; base: D_out INT32; experts: (A rk x D_in, B D_out x rk) per used slot."""
+def lora_y(p: AccelParams, x: list[int], experts: list[tuple[list[list[int]], list[list[int]]]],
+           gates: list[int], sh_a: int) -> list[int]:
+    """y[d] = sum over used slots and rank of B[d][k] * hs[k] (exact), hs gated and saturated."""
     hs = []
     for (a_m, _), g in zip(experts, gates):
         for k in range(p.rk):
             h = sum(a * xi for a, xi in zip(a_m[k], x))
             hs.append(sat(rshr(h * g, 15 + sh_a), 16))
-    out = []
-    for d in range(p.nt * p.n):
-        y = 0
-        for s, (_, b_m) in enumerate(experts):
-            for k in range(p.rk):
-                y += b_m[d][k] * hs[s * p.rk + k]
-        out.append(sat(base[d] + rshr(y, sh_b), 32))
-    return out
+    return [sum(b_m[d][k] * hs[s * p.rk + k] for s, (_, b_m) in enumerate(experts)
+                for k in range(p.rk)) for d in range(p.nt * p.n)]
+
+
+def lora_path(p: AccelParams, x: list[int], base: list[int], experts: list[tuple[list[list[int]],
+              list[list[int]]]], gates: list[int], sh_a: int, sh_b: int) -> list[int]:
+    """x: D_in INT8; base: D_out INT32; experts: (A rk x D_in, B D_out x rk) per used slot."""
+    y = lora_y(p, x, experts, gates, sh_a)
+    return [sat(b + rshr(v, sh_b), 32) for b, v in zip(base, y)]
 
 
 def adapter_words(p: AccelParams, a_m: list[list[int]], b_m: list[list[int]]) -> list[int]:
@@ -397,12 +398,12 @@ class AccelModel:
     def _lora(self, d: Desc) -> None:
         p = self.p
         x = sum((unpack(self.abuf[d.a + t], 8, p.n) for t in range(p.kt)), [])
-        base = sum((unpack(self.obuf[d.b + j], 32, p.n) for j in range(p.nt)), [])
         used = [self.slots[s] for s in range(d.f)]
-        out = lora_path(p, x, base, [self.expert(e) for e in used], [self.gates[e] for e in used],
-                        d.d & 31, d.e & 31)
-        for j in range(p.nt):
-            self.obuf[d.c + j] = pack(out[j * p.n:(j + 1) * p.n], 32)
+        y = lora_y(p, x, [self.expert(e) for e in used], [self.gates[e] for e in used], d.d & 31)
+        for j in range(p.nt):     # tile by tile, as the RTL: read base j, then write output j
+            base = unpack(self.obuf[d.b + j], 32, p.n)
+            out = [sat(b + rshr(v, d.e & 31), 32) for b, v in zip(base, y[j * p.n:(j + 1) * p.n])]
+            self.obuf[d.c + j] = pack(out, 32)
 
     def _route(self, d: Desc) -> None:
         p = self.p

@@ -69,6 +69,10 @@ async def lora_path(dut):
     for sh_a, sh_b in ((0, 0), (0, 5), (20, 0)):
         await tb.run(Desc(Op.LORA, f=2, a=20, b=20, c=24, d=sh_a, e=sh_b), what=f"LORA sat {sh_a},{sh_b}")
         await tb.store(Buf.OBUF, 24, p.nt)
+    # overlapping base and output ranges (output one word above the base): tile order matters
+    await tb.load(Buf.OBUF, 28, [pack([tb.rng.randint(-9999, 9999) for _ in range(n)], 32) for _ in range(p.nt + 1)])
+    await tb.run(Desc(Op.LORA, f=2, a=3, b=28, c=29, d=2, e=1), what="LORA overlapping out = base + 1")
+    await tb.store(Buf.OBUF, 28, p.nt + 1)
     # zero input
     await tb.load(Buf.ABUF, 30, [0] * p.kt)
     await tb.run(Desc(Op.LORA, f=2, a=30, b=20, c=26, d=0, e=0), what="LORA zero x")
