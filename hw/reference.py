@@ -249,6 +249,36 @@ def cycles(p: AccelParams, d: Desc, vcur: int = 0, vt: int = 0, stall: int = 0) 
     return 1
 
 
+def access_counts(p: AccelParams, d: Desc) -> dict[str, int]:
+    """Issued memory accesses, MACs and stream beats of an accepted command, from the RTL
+    schedules (for energy models). Read ports are not gated in the RTL; these are the reads whose
+    data is used."""
+    c = dict.fromkeys(["abuf_rd", "wbuf_rd", "obuf_rd", "obuf_wr", "emb_rd", "buf_wr", "envm_rd",
+                       "envm_wr", "macs", "beats_in", "beats_out"], 0)
+    if d.op == Op.LOAD:
+        c["buf_wr"], c["beats_in"] = d.d, d.d * p.beats(d.f)
+    elif d.op == Op.STORE:
+        c["obuf_rd" if d.f == Buf.OBUF else "abuf_rd" if d.f == Buf.ABUF else
+          "wbuf_rd" if d.f == Buf.WBUF else "emb_rd"] = d.d
+        c["beats_out"] = d.d * p.beats(d.f)
+    elif d.op == Op.GEMV:
+        c["abuf_rd"] = c["wbuf_rd"] = d.e * d.d
+        c["obuf_rd"] = d.e if d.f & 2 else 0
+        c["obuf_wr"] = d.e
+        c["macs"] = d.e * d.d * p.n * p.n
+    elif d.op == Op.LORA:
+        na, nb = d.f * p.rk * p.kt, p.nt * d.f * p.rk
+        c["envm_rd"], c["abuf_rd"] = na + nb, na
+        c["obuf_rd"] = c["obuf_wr"] = p.nt
+        c["macs"] = (na + nb) * p.n
+    elif d.op == Op.ROUTE:
+        c["abuf_rd"] = c["emb_rd"] = p.ne * p.et
+        c["macs"] = 3 * p.ne * p.et * p.n
+    elif d.op == Op.LOAD_ADAPTER:
+        c["envm_wr"], c["beats_in"] = p.ew, p.ew * p.b_a
+    return c
+
+
 # ---------------------------------------------------------------- whole-accelerator model
 @dataclass
 class AccelModel:

@@ -131,3 +131,13 @@ def test_reference_helpers():
     r = route(p, [1] * 8, [[1] * 8, [-1] * 8, [0] * 8, [2] * 8], 16)
     assert r.cos == [32767, -32768, 0, 32767] and r.argmax == 0
     assert sum(r.gates) <= 32768
+
+
+def test_access_counts_follow_the_schedules():
+    from hw.reference import Op, access_counts
+    p = AccelParams.small()
+    g = access_counts(p, Desc(Op.GEMV, f=2, d=3, e=2))
+    assert (g["abuf_rd"], g["obuf_rd"], g["obuf_wr"], g["macs"]) == (6, 2, 2, 6 * p.n * p.n)
+    lo = access_counts(p, Desc(Op.LORA, f=2))
+    assert lo["envm_rd"] == 2 * p.rk * p.kt + p.nt * 2 * p.rk and lo["obuf_wr"] == p.nt
+    assert access_counts(p, Desc(Op.LOAD_ADAPTER))["envm_wr"] == p.ew
