@@ -84,7 +84,7 @@ def build(sim: str, vfile: Path, toplevel: str) -> Path:
 
 
 def run_bench(sim: str, bdir: Path, toplevel: str, module: str, test_dir: Path,
-              seed: int = 1) -> None:
+              seed: int = 1, testcase: str | None = None) -> None:
     """Run one cocotb module; raise if any of its tests failed (the runner itself only checks
     results when it notices pytest)."""
     runner = get_runner(sim)
@@ -96,7 +96,8 @@ def run_bench(sim: str, bdir: Path, toplevel: str, module: str, test_dir: Path,
         _verilator_env()
     test_dir.mkdir(parents=True, exist_ok=True)
     xml = runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=module, build_dir=bdir, test_dir=test_dir,
-                      extra_env=env, waves=waves(), seed=seed, results_xml=str(test_dir / "results.xml"))
+                      extra_env=env, waves=waves(), seed=seed, testcase=testcase,
+                      results_xml=str(test_dir / "results.xml"))
     ntests, nfail = get_results(Path(xml))
     assert ntests > 0, f"{module}: no cocotb test ran"
     assert nfail == 0, f"{module}: {nfail} of {ntests} cocotb tests failed (see {test_dir})"

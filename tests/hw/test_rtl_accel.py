@@ -30,3 +30,16 @@ def test_mac_array_block(sim, tmp_path):
 def test_random_commands(seed, sim, accel_rtl, tmp_path):
     """Random command streams with different seeds against the reference model."""
     rtl.run_bench(sim, accel_rtl[sim], "clone_accel", "bench_random", tmp_path / "random", seed=seed)
+
+
+@pytest.mark.parametrize("sim", rtl.sims())
+@pytest.mark.parametrize("block", ["router", "lora_engine"])
+def test_block_bench(block, sim, tmp_path):
+    """Router and LoRA engine on their own Verilog with memory models."""
+    from hw.lpu import LoraEngine
+    from hw.params import AccelParams
+    from hw.router import Router
+    make = {"router": Router, "lora_engine": LoraEngine}[block]
+    vfile = rtl.verilog_for(block, lambda: make(AccelParams.small()))
+    bdir = rtl.build(sim, vfile, block)
+    rtl.run_bench(sim, bdir, block, "bench_blocks", tmp_path / block, testcase=f"{block}_block")
