@@ -33,13 +33,15 @@ def test_random_commands(seed, sim, accel_rtl, tmp_path):
 
 
 @pytest.mark.parametrize("sim", rtl.sims())
-@pytest.mark.parametrize("block", ["router", "lora_engine"])
+@pytest.mark.parametrize("block", ["router", "lora_engine", "gemv_engine", "sfu"])
 def test_block_bench(block, sim, tmp_path):
-    """Router and LoRA engine on their own Verilog with memory models."""
+    """Router, LoRA engine, GEMV engine and SFU on their own Verilog (memory models for buffers)."""
     from hw.lpu import LoraEngine
+    from hw.mac_array import GemvEngine
     from hw.params import AccelParams
     from hw.router import Router
-    make = {"router": Router, "lora_engine": LoraEngine}[block]
+    from hw.sfu import Sfu
+    make = {"router": Router, "lora_engine": LoraEngine, "gemv_engine": GemvEngine, "sfu": Sfu}[block]
     vfile = rtl.verilog_for(block, lambda: make(AccelParams.small()))
     bdir = rtl.build(sim, vfile, block)
     rtl.run_bench(sim, bdir, block, "bench_blocks", tmp_path / block, testcase=f"{block}_block")

@@ -100,3 +100,72 @@ async def lora_engine_block(dut):
         got = sum((unpack(obuf[c + j], 32, n) for j in range(p.nt)), [])
         if c == b or c + p.nt <= b or b + p.nt <= c:   # no partial overlap: plain reference applies
             assert got == exp, (it, got, exp)
+
+
+@cocotb.test()
+async def gemv_engine_block(dut):
+    from hw.reference import mac_gemv
+    p, r = P, rng()
+    n = p.n
+    await start(dut)
+    abuf = [r.getrandbits(8 * n) for _ in range(p.abuf_depth)]
+    wbuf = [r.getrandbits(8 * n * n) for _ in range(p.wbuf_depth)]
+    obuf = [pack([r.choice([(1 << 31) - 7, -(1 << 31) + 7, r.randint(-999, 999)]) for _ in range(n)], 32)
+            for _ in range(p.obuf_depth)]
+    MemModel(dut, "abuf", abuf)
+    MemModel(dut, "wbuf", wbuf)
+    MemModel(dut, "obuf_r", obuf, wport="obuf_w")
+    for it in range(10):
+        int4, accf = r.randint(0, 1), r.randint(0, 1)
+        kt, m = r.randint(1, 6), r.randint(1, 3)
+        a = r.randint(0, p.abuf_depth - kt * m)
+        b = r.randint(0, p.wbuf_depth - kt)
+        o = r.randint(0, p.obuf_depth - m)
+        exp = []
+        for i in range(m):
+            xs = [unpack(abuf[a + i * kt + t], 8, n) for t in range(kt)]
+            init = unpack(obuf[o + i], 32, n) if accf else None
+            exp.append(mac_gemv(p, xs, wbuf[b:b + kt], bool(int4), init))
+        for name, val in (("int4", int4), ("accf", accf), ("a", a), ("b", b), ("c", o), ("kt", kt), ("m", m)):
+            getattr(dut, name).value = val
+        L = await pulse_and_time(dut)
+        assert L == cycles(p, Desc(Op.GEMV, d=kt, e=m)) - 1
+        await FallingEdge(dut.clk)
+        assert [unpack(obuf[o + i], 32, n) for i in range(m)] == exp, it
+
+
+@cocotb.test()
+async def sfu_block(dut):
+    from hw.reference import dvfs_busy, vf_reset
+    p, r = P, rng()
+    await start(dut)
+    for sig in ("start", "use_policy", "pred", "bus__we", "from_lpu__valid"):
+        getattr(dut, sig).value = 0
+    vf = vf_reset(p)
+    vcur, fcur = vf[0]
+
+    async def bus_write(addr, val):
+        await FallingEdge(dut.clk)
+        dut.bus__waddr.value, dut.bus__wdata.value, dut.bus__we.value = addr, val, 1
+        await FallingEdge(dut.clk)
+        dut.bus__we.value = 0
+
+    policy = [r.randint(0, p.nl - 1) for _ in range(p.npol)]
+    for i, v in enumerate(policy):
+        await bus_write(0x300 + 4 * i, v)
+    for it in range(8):
+        use_pol = it % 2
+        lvl = r.randint(0, p.nl - 1)
+        load, slack, phase = r.randint(0, 3), r.randint(0, 3), r.randint(0, 1)
+        if use_pol:
+            lvl = policy[phase << (p.lb + p.sb) | slack << p.lb | load]
+        dut.use_policy.value, dut.level.value = use_pol, lvl
+        dut.load.value, dut.slack.value, dut.phase.value = load, slack, phase
+        L = await pulse_and_time(dut)
+        vt, ft = vf[lvl]
+        assert L == dvfs_busy(p, vcur, vt), (it, L)
+        vcur, fcur = vt, ft
+        dut.bus__raddr.value = 0x204
+        await ReadOnly()
+        assert (int(dut.bus__rdata.value), int(dut.settled.value), int(dut.locked.value)) == (vcur, 1, 1)
+        await FallingEdge(dut.clk)
