@@ -107,8 +107,9 @@ class Accelerator(AccelModel):
     def __init__(self, p: AccelParams | None = None, link: StreamLink | None = None,
                  out_link: StreamLink | None = None):
         super().__init__(p or AccelParams.small())
-        self.link = link or StreamLink.ideal()
-        self.out_link = out_link or self.link
+        self._costs: dict[tuple, tuple[int, int, np.ndarray]] = {}   # per command class
+        self._link = link or StreamLink.ideal()
+        self._out_link = out_link or self._link
         self.now = 0                   # first cycle in which the sequencer is idle again
         self.cmd_count = 0
         self.err_op = 0
@@ -117,6 +118,22 @@ class Accelerator(AccelModel):
         self.log: list[CommandRecord] = []
         self.totals = act.zeros()
         self.out_beats: list[tuple[int, int]] = []      # (data, last) as sent on m_axis
+
+    @property
+    def link(self) -> StreamLink:
+        return self._link
+
+    @link.setter
+    def link(self, value: StreamLink) -> None:
+        self._link, self._costs = value, {}
+
+    @property
+    def out_link(self) -> StreamLink:
+        return self._out_link
+
+    @out_link.setter
+    def out_link(self, value: StreamLink) -> None:
+        self._out_link, self._costs = value, {}
 
     # ------------------------------------------------------------------ host side
     def push(self, desc: Desc | int, beats_in: list[int] | None = None, at: int | None = None) -> int:
@@ -171,8 +188,12 @@ class Accelerator(AccelModel):
             vcur0 = self.vcur
             vt = self._target_vcode(d)
             _, out = AccelModel.execute(self, d, beats_in)
-            t, stall, a = command_cost(self.p, d, self.link if d.op != Op.STORE else self.out_link,
-                                       vcur0, vt)
+            key = (d.op, d.f, d.d, d.e, vcur0, vt) if d.op != Op.LORA else (d.op, d.f)
+            hit = self._costs.get(key)
+            if hit is None:
+                link = self.link if d.op != Op.STORE else self.out_link
+                hit = self._costs[key] = command_cost(self.p, d, link, vcur0, vt)
+            t, stall, a = hit
             self.last_cycles = t
             if out:
                 self.out_beats += [(b, int(i == len(out) - 1)) for i, b in enumerate(out)]

@@ -101,14 +101,17 @@ def model_gemms(cfg: ModelConfig, tokens: int, ctx: int, bits: int = 8, head_bit
     return out
 
 
-def write_topology(gemms: list[Gemm], path: str | os.PathLike | None = None) -> str:
-    """SCALE-Sim-style GEMM topology CSV: `Layer,M,N,K` (instances of a counted GEMM expanded)."""
+def write_topology(gemms: list[Gemm], path: str | os.PathLike | None = None,
+                   trailing_comma: bool = False) -> str:
+    """SCALE-Sim-style GEMM topology CSV: `Layer,M,N,K` (instances of a counted GEMM expanded).
+    trailing_comma=True writes SCALE-Sim's own variant (its reader drops the last field)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["Layer", "M", "N", "K"])
+    end = [""] if trailing_comma else []
+    w.writerow(["Layer", "M", "N", "K"] + end)
     for g in gemms:
         for i in range(g.count):
-            w.writerow([g.name if g.count == 1 else f"{g.name}.{i}", g.m, g.n, g.k])
+            w.writerow([g.name if g.count == 1 else f"{g.name}.{i}", g.m, g.n, g.k] + end)
     text = buf.getvalue()
     if path is not None:
         target = Path(path)
