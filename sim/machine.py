@@ -21,12 +21,11 @@ from functools import lru_cache
 import numpy as np
 
 from hw.params import AccelParams
-from hw.reference import ID_VALUE, AccelModel, Buf, Desc, Err, Op, cycles, policy_index
+from hw.reference import ID_VALUE, AccelModel, Buf, Desc, Err, Op, access_counts, cycles, policy_index
 from sim import actions as act
 from sim import fastmath as fm
 from sim.link import StreamLink, load_stall, store_stall
 
-_BUF_RD = ("abuf_rd", "wbuf_rd", "obuf_rd", "emb_rd")
 _BUF_WR = ("abuf_wr", "wbuf_wr", "obuf_wr", "emb_wr")
 
 
@@ -57,33 +56,28 @@ _store_stall = lru_cache(maxsize=4096)(store_stall)
 
 
 def command_actions(p: AccelParams, d: Desc, t: int, vcur: int = 0, vt: int = 0) -> np.ndarray:
-    """Action counts of an accepted command of T = t cycles (plus its IDLE pop cycle)."""
-    n = p.n
-    c: dict[str, int] = {"command": 1, "cycle": t + 1}
-    op = d.op
-    if op == Op.LOAD:
-        c[_BUF_WR[d.f]] = d.d
-        c["link_in_B"] = d.d * p.beats(d.f) * 4
-    elif op == Op.STORE:
-        c[_BUF_RD[d.f]] = d.d
-        c["link_out_B"] = d.d * p.beats(d.f) * 4
-    elif op == Op.GEMV:
-        kt, m = d.d, d.e
-        c["mac_int4" if d.f & 1 else "mac_int8"] = m * kt * n * n
-        c["abuf_rd"] = c["wbuf_rd"] = m * kt
-        c["obuf_rd"] = m if d.f & 2 else 0
-        c["obuf_wr"] = m
-    elif op == Op.LORA:
-        ns = d.f
-        ra, rb = ns * p.rk * p.kt, p.nt * ns * p.rk
-        c.update(envm_rd=ra + rb, abuf_rd=ra, obuf_rd=p.nt, obuf_wr=p.nt, mac_int8=ra * n,
-                 mac_lora_b=rb * n)
-    elif op == Op.ROUTE:
-        c.update(abuf_rd=p.ne * p.et, emb_rd=p.ne * p.et, mac_int8=3 * p.ne * p.et * n,
-                 iter_step=p.sq + p.ne * (p.sq + p.dw) + p.ne * p.dw)
-    elif op == Op.LOAD_ADAPTER:
-        c.update(envm_wr=p.ew, link_in_B=p.ew * p.b_a * 4)
-    elif op in (Op.DVFS_SET, Op.DVFS_POLICY):
+    """Action counts of an accepted command of T = t cycles (plus its IDLE pop cycle): the memory
+    accesses, MACs and stream beats of hw.reference.access_counts (the RTL schedules), split by
+    precision and buffer, plus what only the energy model needs (divider steps, LDO steps, PLL
+    relocks, commands, clocked cycles)."""
+    ac = access_counts(p, d)
+    c: dict[str, int] = {"command": 1, "cycle": t + 1, "link_in_B": 4 * ac["beats_in"],
+                         "link_out_B": 4 * ac["beats_out"], "envm_rd": ac["envm_rd"], "envm_wr": ac["envm_wr"],
+                         "abuf_rd": ac["abuf_rd"], "wbuf_rd": ac["wbuf_rd"], "obuf_rd": ac["obuf_rd"],
+                         "obuf_wr": ac["obuf_wr"], "emb_rd": ac["emb_rd"]}
+    if d.op == Op.LOAD:
+        c[_BUF_WR[d.f]] = ac["buf_wr"]
+    macs = ac["macs"]
+    if d.op == Op.GEMV and d.f & 1:
+        c["mac_int4"] = macs
+    elif d.op == Op.LORA:
+        c["mac_lora_b"] = p.nt * d.f * p.rk * p.n          # the B pass multiplies INT16 by INT8
+        c["mac_int8"] = macs - c["mac_lora_b"]
+    else:
+        c["mac_int8"] = macs
+    if d.op == Op.ROUTE:
+        c["iter_step"] = p.sq + p.ne * (p.sq + p.dw) + p.ne * p.dw
+    elif d.op in (Op.DVFS_SET, Op.DVFS_POLICY):
         c.update(ldo_step=abs(vt - vcur), pll_relock=1)
     return act.vector(**c)
 

@@ -24,10 +24,10 @@ def _rand_word(rng: random.Random, bits: int, extreme: bool) -> int:
 
 
 def random_stream(p: AccelParams, seed: int, length: int = 40, p_bad: float = 0.15,
-                  adapters: bool = True, dvfs: bool = True, lora_overlap: bool = False) -> list[StreamItem]:
+                  adapters: bool = True, dvfs: bool = True, lora_overlap: bool = True) -> list[StreamItem]:
     """lora_overlap=False keeps LORA output ranges from overwriting a base tile the command has
-    yet to read (c in (b, b+NT)): the RTL processes tiles in order there, hw.reference.AccelModel
-    reads the whole base first (see docs/sim.md, spec gaps)."""
+    yet to read (c in (b, b+NT)); with True such hazards occur (tiles are processed in order,
+    docs/hw-spec.md 3.2)."""
     rng = random.Random(seed)
     items: list[StreamItem] = []
 
