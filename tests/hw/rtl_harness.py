@@ -1,10 +1,11 @@
 """Building the accelerator's Verilog once per source state and running cocotb benches on it
-from pytest (Icarus always; Verilator when CLONE_RTL_SIMS lists it; VCD only with CLONE_WAVES=1)."""
+from pytest (Icarus always; Verilator when CLONE_RTL_SIMS lists it; waveforms only with
+CLONE_WAVES=1: FST from Icarus, VCD from Verilator, in the build directory)."""
 from __future__ import annotations
 
 import hashlib
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def waves() -> bool:
 
 def _source_hash(extra: str) -> str:
     h = hashlib.sha256(extra.encode())
-    for f in sorted((ROOT / "hw").glob("*.py")):
+    for f in sorted((ROOT / "hw").glob("*.py")) + [Path(__file__)]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
