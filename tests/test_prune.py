@@ -224,3 +224,21 @@ def test_smollm2_taylor_pruning_beats_random_pruning(smollm2):
            for name, m in (("dense", model), ("taylor", taylor),
                            ("random", prune_model(model, ratios, "random", seed=0)))}
     assert ppl["dense"] < ppl["taylor"] < ppl["random"] / 2, ppl
+
+
+def test_flap_config_meets_the_target_and_standardises_per_layer():
+    from clone.prune import compute_importance, flap_config, fluctuation_channels, prune_to_config
+
+    model, x = tiny_model(n_layers=8), tokens()
+    channels = fluctuation_channels(model, x)
+    assert channels[0]["attn"].shape == (96,) and channels[0]["ffn"].shape == (96,)
+    cfg = flap_config(model.config, channels, 0.15)
+    achieved = 1 - cfg.param_count() / model.config.param_count()
+    group_share = 8192 / model.config.param_count()
+    assert 0.15 <= achieved <= 0.15 + group_share
+    pruned = prune_to_config(model, cfg, compute_importance(model, "fluctuation", x))
+    assert pruned.config.layers == cfg.layers and pruned(x).isfinite().all()
+    # scores are standardised within each layer: scaling one layer's MLP output changes nothing
+    scaled = [dict(c) for c in channels]
+    scaled[4]["ffn"] = scaled[4]["ffn"] * 1e-4
+    assert flap_config(model.config, scaled, 0.15).layers == cfg.layers

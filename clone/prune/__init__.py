@@ -10,7 +10,8 @@ from clone.prune.baselines import (
     baseline_ratios,
     block_influence,
     flap_ratios,
-    fluctuation_scores,
+    flap_config,
+    fluctuation_channels,
     random_ratios,
     shortgpt_ratios,
     uniform_ratios,
@@ -21,7 +22,7 @@ from clone.prune.shapes import params_removed, pruned_config, removed_fraction, 
 
 __all__ = [
     "BASELINES", "METHODS", "Importance", "LayerScores", "baseline_ratios", "block_influence",
-    "compute_importance", "flap_ratios", "fluctuation_scores", "params_removed", "prune_model",
+    "compute_importance", "flap_ratios", "flap_config", "fluctuation_channels", "params_removed", "prune_model",
     "prune_to_config", "pruned_config", "random_ratios", "removed_fraction", "shape_for_ratio",
     "shortgpt_ratios", "uniform_ratios",
 ]

@@ -8,6 +8,7 @@ achieved fraction is within a few FFN channels of the target (whole layers for S
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clone.errors import CloneError
-from clone.model.config import ModelConfig
+from clone.model.config import LayerShape, ModelConfig
 from clone.model.llama import Transformer
-from clone.prune.importance import Importance, activation_scores, iter_batches, _progress
+from clone.prune.importance import _progress, input_stats, iter_batches
 from clone.prune.shapes import params_removed, removed_fraction
 
 BASELINES = ("uniform", "random", "shortgpt", "flap")
@@ -129,45 +130,69 @@ def shortgpt_ratios(config: ModelConfig, influence: Sequence[float], target: flo
     return _solve(config, target, lambda r: [r if i == j else base[i] for i in range(n)], 1.0, "ShortGPT with fill")
 
 
-def flap_ratios(config: ModelConfig, scores: Importance, target: float) -> list[float]:
-    """FLAP's adaptive structure (AL-AM): standardise fluctuation scores per layer and per kind
-    (attention groups, FFN channels), rank all structures of the model together, and remove the
-    lowest until the removed parameters reach the target; a layer's ratio is its removed share."""
+def fluctuation_channels(model: Transformer, calib: Tensor, batch_size: int = 4,
+                         progress: bool = False) -> list[dict[str, Tensor]]:
+    """FLAP's per-channel fluctuation metric, per layer: Var(X_j) * ||W[:, j]||^2 over the input
+    channels j of o_proj ("attn", squared as FLAP does for attention) and of down_proj ("ffn")."""
+    stats = input_stats(model, calib, batch_size, progress, desc="fluctuation")
+    out = []
+    for i, layer in enumerate(model.layers):
+        entry = {}
+        if layer.self_attn is not None:
+            w = layer.self_attn.o_proj.weight.detach().double()
+            entry["attn"] = (stats[i]["o"].variance() * w.pow(2).sum(0)).pow(2)
+        if layer.mlp is not None:
+            w = layer.mlp.down_proj.weight.detach().double()
+            entry["ffn"] = stats[i]["down"].variance() * w.pow(2).sum(0)
+        out.append(entry)
+    return out
+
+
+def _standardise(v: Tensor) -> Tensor:
+    return (v - v.mean()) / (v.std() + 1e-12) if v.numel() > 1 else torch.zeros_like(v)
+
+
+def flap_config(config: ModelConfig, channels: list[dict[str, Tensor]], target: float) -> ModelConfig:
+    """FLAP's adaptive structure search (AL-AM): standardise the fluctuation metric per layer and per
+    kind over its channels, score a KV group by the mean over its query heads' channels, rank all
+    KV groups and FFN channels of the model together, and remove the lowest-ranked structures until
+    the removed parameters reach the target. Returns the pruned per-layer shapes."""
     check_target(config, target)
-    n, d, hd = config.n_layers, config.dim, config.head_dim
-    if target == 0:
-        return [0.0] * n
-    entries: list[tuple[float, int, str, int]] = []  # (standardised score, layer, kind, cost)
-    for i, (shape, ls) in enumerate(zip(config.layers, scores.layers)):
-        for kind, vals in (("attn", ls.groups), ("ffn", ls.channels)):
-            if vals is None or vals.numel() == 0:
-                continue
-            v = vals.double()
-            z = (v - v.mean()) / (v.std() + 1e-12) if v.numel() > 1 else torch.zeros_like(v)
-            if kind == "attn":
-                g = shape.n_heads // shape.n_kv_heads
-                cost = d * hd * (g + 2) + g * hd * d + (hd * (g + 2) if config.qkv_bias else 0)
-            else:
-                cost = 3 * d
-            entries.extend((float(s), i, kind, cost) for s in z)
+    d, hd = config.dim, config.head_dim
+    entries: list[tuple[float, int, str, int]] = []  # (score, layer, kind, parameter cost)
+    for i, (shape, ch) in enumerate(zip(config.layers, channels)):
+        if "attn" in ch and shape.n_heads:
+            g = shape.n_heads // shape.n_kv_heads
+            z = _standardise(ch["attn"].double()).view(shape.n_kv_heads, -1).mean(1)
+            cost = d * hd * (g + 2) + g * hd * d + (hd * (g + 2) if config.qkv_bias else 0)
+            entries += [(float(v), i, "attn", cost) for v in z]
+        if "ffn" in ch and shape.ffn_dim:
+            entries += [(float(v), i, "ffn", 3 * d) for v in _standardise(ch["ffn"].double())]
     entries.sort(key=lambda e: e[0])
     want = target * config.param_count()
-    removed = [0.0] * n
+    kv = [s.n_kv_heads for s in config.layers]
+    ffn = [s.ffn_dim for s in config.layers]
     total = 0.0
-    for score, i, kind, cost in entries:
+    for _, i, kind, cost in entries:
         if total >= want:
             break
-        removed[i] += cost
+        if kind == "attn":
+            kv[i] -= 1
+        else:
+            ffn[i] -= 1
         total += cost
-    ratios = [min(1.0, removed[i] / config.layer_params(s)) if config.layer_params(s) else 0.0
-              for i, s in enumerate(config.layers)]
-    # Whole-structure costs ignore the norms dropped with an emptied sub-block; rescale to the target.
-    return _solve(config, target, lambda s: [min(1.0, s * r) for r in ratios], 1.0 / max(min(r for r in ratios if r > 0), 1e-9),
-                  "FLAP ratios")
+    layers = [LayerShape(k * (s.n_heads // s.n_kv_heads) if s.n_kv_heads else 0, k, f)
+              for s, k, f in zip(config.layers, kv, ffn)]
+    return dataclasses.replace(config, layers=layers, extra=dict(config.extra))
 
 
-def fluctuation_scores(model: Transformer, calib: Tensor, batch_size: int = 4, progress: bool = False) -> Importance:
-    return activation_scores(model, calib, "fluctuation", batch_size, progress)
+def flap_ratios(config: ModelConfig, channels: list[dict[str, Tensor]], target: float) -> list[float]:
+    """FLAP's per-layer removed shares (`flap_config`) as a ratio vector. Note: pruning by ratio
+    re-splits each layer between attention and MLP by the shape rule; prune with
+    `prune_to_config(model, flap_config(...), scores)` to keep FLAP's own split."""
+    pruned = flap_config(config, channels, target)
+    return [1.0 - pruned.layer_params(b) / config.layer_params(a) if config.layer_params(a) else 0.0
+            for a, b in zip(config.layers, pruned.layers)]
 
 
 def baseline_ratios(method: str, model: Transformer, target: float, calib: Tensor | None = None, *,
@@ -185,4 +210,4 @@ def baseline_ratios(method: str, model: Transformer, target: float, calib: Tenso
         raise CloneError(f"baseline {method!r} needs calibration tokens")
     if method == "shortgpt":
         return shortgpt_ratios(config, block_influence(model, calib, batch_size, progress), target)
-    return flap_ratios(config, fluctuation_scores(model, calib, batch_size, progress), target)
+    return flap_ratios(config, fluctuation_channels(model, calib, batch_size, progress), target)

@@ -106,9 +106,11 @@ def row_group_params(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]
     return group_params(w.reshape(out, n, gw), spec)
 
 
-def _expand(t: Tensor, n_in: int) -> Tensor:
+def _expand(t: Tensor, n_in: int, spec: QuantSpec) -> Tensor:
     """Per-group values [out, n] -> per-column [out, n_in] (the last group may be short)."""
-    gw = -(-n_in // t.shape[1])
+    gw = spec.group_width(n_in)
+    if t.shape[1] != spec.n_groups(n_in):
+        raise ValueError(f"{t.shape[1]} groups do not fit width {n_in} with group size {gw}")
     return t.repeat_interleave(gw, dim=1)[:, :n_in]
 
 
@@ -121,16 +123,16 @@ def zero_values(spec: QuantSpec, zero: Tensor | None, like: Tensor) -> Tensor:
 def quantize_codes(w: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec) -> Tensor:
     """w [out, in] with per-group scale/zero [out, n] -> uint8 codes [out, in]."""
     n_in = w.shape[1]
-    s = _expand(scale.float(), n_in)
-    z = _expand(zero_values(spec, zero, scale), n_in)
+    s = _expand(scale.float(), n_in, spec)
+    z = _expand(zero_values(spec, zero, scale), n_in, spec)
     return torch.clamp(torch.round(w.float() / s + z), 0, spec.maxq).to(torch.uint8)
 
 
 def dequantize_codes(q: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec,
                      dtype: torch.dtype = torch.float32) -> Tensor:
     n_in = q.shape[1]
-    s = _expand(scale.float(), n_in)
-    z = _expand(zero_values(spec, zero, scale), n_in)
+    s = _expand(scale.float(), n_in, spec)
+    z = _expand(zero_values(spec, zero, scale), n_in, spec)
     return ((q.float() - z) * s).to(dtype)
 
 
