@@ -259,13 +259,14 @@ class Mapper:
         self.p, self.link = p, link
         self._cmd: dict[Desc, tuple[int, np.ndarray]] = {}
         self._gemm: dict[tuple, Cost] = {}
+        from hw.reference import AccelModel
+        self._checker = AccelModel(p)       # decode checks only (no state changes)
 
     def command(self, d: Desc, vcur: int = 0, vt: int = 0) -> tuple[int, np.ndarray]:
         key = Desc(d.op, d.f, 0, 0, 0, d.d, d.e) if d.op != Op.DVFS_SET else d
         hit = self._cmd.get(key)
         if hit is None:
-            from hw.reference import AccelModel
-            code = AccelModel(self.p).check(d) if d.op != Op.DVFS_SET else 0
+            code = self._checker.check(d) if d.op != Op.DVFS_SET else 0
             if code:
                 raise CloneError(f"command {d}: the accelerator would reject it (error code {int(code)})")
             t, _, a = command_cost(self.p, d, self.link, vcur, vt)

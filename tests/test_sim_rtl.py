@@ -3,8 +3,6 @@ streams, with the stream ports driven by the simulator's link model: equal cycle
 command, bit-identical outputs, equal final state (tests/sim_benches/bench_sim_agree.py)."""
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,9 +13,6 @@ sys.path.insert(0, str(HERE / "hw"))
 sys.path.insert(0, str(HERE / "sim_benches"))
 
 import rtl_harness as rtl  # noqa: E402
-
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
-
 
 @pytest.fixture(scope="module")
 def accel_icarus():
