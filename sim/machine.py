@@ -131,20 +131,25 @@ class Accelerator(AccelModel):
 
     # ------------------------------------------------------------------ host side
     def push(self, desc: Desc | int, beats_in: list[int] | None = None, at: int | None = None) -> int:
-        """DESC_HI write handshake in cycle `at` (default: as soon as the queue has room, i.e. a
-        host that keeps the queue full). Returns the error code of the push (E_QFULL or 0)."""
+        """DESC_HI write whose AW/W handshake is in cycle `at` (docs/hw-spec.md 6, host-side
+        latencies: the queue is written at the end of cycle at+1, an idle sequencer pops the entry
+        in at+2). Default: a host that keeps the queue full (the entry is there when needed).
+        Returns the error code of the push (E_QFULL if the queue is full in cycle at+1, else 0)."""
         word = desc.encode() if isinstance(desc, Desc) else int(desc)
         if at is None:
             while len(self.queue) >= self.p.qdepth:
                 self._step()
-            at = self.now - 1 if not self.queue else self.queue[-1][0]
-        while self.queue and self._pop_cycle() < at:
-            self._step()
-        if len(self.queue) >= self.p.qdepth:
-            self.err, self.err_code = True, int(Err.QFULL)
-            self.err_op, self.err_count = word & 0xF, self.err_count + 1
-            return int(Err.QFULL)
-        self.queue.append((at + 1, word, beats_in))
+            visible = self.now if not self.queue else self.queue[-1][0]
+        else:
+            wcycle = at + 1
+            while self.queue and self._pop_cycle() < wcycle:
+                self._step()
+            if len(self.queue) >= self.p.qdepth:
+                self.err, self.err_code = True, int(Err.QFULL)
+                self.err_op, self.err_count = word & 0xF, self.err_count + 1
+                return int(Err.QFULL)
+            visible = wcycle + 1
+        self.queue.append((visible, word, beats_in))
         return 0
 
     def run(self, stream, beats: dict[int, list[int]] | None = None) -> list[CommandRecord]:
