@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clone.model.config import LayerShape, ModelConfig  # noqa: E402
+from clone.model.config import ModelConfig  # noqa: E402
 from hw.params import AccelParams  # noqa: E402
-from hw.reference import Buf, Desc, Op  # noqa: E402
+from hw.reference import Op  # noqa: E402
 from sim.energy import CATEGORIES, point_table  # noqa: E402
 from sim.link import StreamLink  # noqa: E402
 from sim.machine import Accelerator  # noqa: E402
@@ -150,11 +150,11 @@ WriteRequestBuffer = 32
 [layout]
 IfmapCustomLayout = False
 FilterCustomLayout = False
-IfmapSRAMBankBandwidth = 10
-IfmapSRAMBankNum = 10
+IfmapSRAMBankBandwidth = {bw}
+IfmapSRAMBankNum = 1
 IfmapSRAMBankPort = 2
-FilterSRAMBankBandwidth = 10
-FilterSRAMBankNum = 10
+FilterSRAMBankBandwidth = {bw}
+FilterSRAMBankNum = 1
 FilterSRAMBankPort = 2
 
 [sparsity]
@@ -183,6 +183,9 @@ def _patch_scalesim() -> None:
 
 
 def scalesim_compare(gemms: list[Gemm]) -> pd.DataFrame | None:
+    """Cycles of each GEMM on our 16x16 array (GEMV commands only = compute; whole stream with an
+    ideal 1 beat/cycle link) and on SCALE-Sim 16x16 in WS and OS, with 4 B/cycle (our port) and
+    256 B/cycle (near-ideal) backing-store bandwidth; SCALE-Sim's compute = total - stall cycles."""
     try:
         import scalesim  # noqa: F401
     except ImportError:
@@ -221,7 +224,6 @@ def scalesim_compare(gemms: list[Gemm]) -> pd.DataFrame | None:
                     if bw == 256:
                         rows[g.name][f"ss_{df}_compute"] = int(r["Total Cycles"]) - int(r["Stall Cycles"])
                     rows[g.name][f"ss_{df}_bw{bw}_total"] = int(r["Total Cycles"])
-    ours_link = Mapper(p, StreamLink(rate=1, latency_cycles=0))
     return pd.DataFrame(rows.values())
 
 
