@@ -27,6 +27,9 @@ class LinkedTb(Tb):
     def __init__(self, dut, link: StreamLink):
         super().__init__(dut)
         self.link = link
+        if os.environ.get("CLONE_PARAMS") == "asic28":     # the RTL must be built from asic28 too
+            from hw.params import AccelParams
+            self.p = AccelParams.asic28()
 
     async def _decode_cycle(self) -> None:
         """Return in the falling edge of the command's DECODE cycle (first non-idle cycle)."""
@@ -138,7 +141,7 @@ async def queue_timing_equals_sim(dut):
     """Descriptors pushed as fast as AXI4-Lite allows while long commands run: the cycle of every
     DECODE (relative to the first DESC_HI handshake), E_QFULL drops and the final counters equal the
     simulator's push(at=handshake cycle) model."""
-    tb = Tb(dut)
+    tb = LinkedTb(dut, StreamLink.ideal())
     p = tb.p
     await tb.start()
     d = dut
