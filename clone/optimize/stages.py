@@ -1,0 +1,218 @@
+"""The steps of `clone optimize`, each a method on one object that holds what they share."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from clone.errors import CloneError
+from clone.model.checkpoint import Checkpoint, save_checkpoint
+from clone.model.llama import Transformer
+from clone.optimize.costs import CostEvaluator
+from clone.optimize.recipe import MAX_RATIO, Recipe
+
+CALIB_CORPUS = "shakespeare"
+
+
+class Stages:
+    def __init__(self, ckpt: Checkpoint, recipe: Recipe, costs: CostEvaluator, work: Path,
+                 log: Callable[[str], None], progress: bool) -> None:
+        self.ckpt, self.recipe, self.costs, self.work, self.log, self.progress = ckpt, recipe, costs, work, log, progress
+        self.base = ckpt.model
+        self._calib: torch.Tensor | None = None
+        self._eval: torch.Tensor | None = None
+        self._importance = None
+        self.dense_eval_ppl: float | None = None
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def calib(self) -> torch.Tensor:
+        if self._calib is None:
+            from clone.data.calibration import calibration_samples
+
+            r = self.recipe
+            self._calib = calibration_samples(self.ckpt.tokenizer, CALIB_CORPUS, "train", r.nsamples, r.seq_len, r.seed)
+        return self._calib
+
+    @property
+    def eval_tokens(self) -> torch.Tensor:
+        """Candidates are scored on the validation split, never on the test split the report uses."""
+        if self._eval is None:
+            from clone.data.tokens import tokenize_split
+
+            self._eval = tokenize_split(self.ckpt.tokenizer, CALIB_CORPUS, "validation")[: self.recipe.eval_tokens]
+        return self._eval
+
+    def candidate_ppl(self, model: Transformer) -> float:
+        from clone.eval.perplexity import perplexity_of_tokens
+
+        return perplexity_of_tokens(model, self.eval_tokens, seq_len=self.recipe.seq_len, progress=False).ppl
+
+    @property
+    def importance(self):
+        if self._importance is None:
+            from clone.prune import compute_importance
+
+            self._importance = compute_importance(self.base, self.recipe.importance, self.calib,
+                                                  seed=self.recipe.seed, progress=self.progress)
+        return self._importance
+
+    # -- ratios -------------------------------------------------------------------------------
+    def baseline(self, method: str, target: float) -> list[float]:
+        from clone.prune import baseline_ratios
+
+        return baseline_ratios(method, self.base, target, self.calib, seed=self.recipe.seed)
+
+    def evaluate(self, ratios: list[float]) -> dict[str, float]:
+        from clone.prune import prune_model
+
+        model = prune_model(self.base, ratios, importance=self.importance)
+        cost = self.costs.predict(model.config)
+        return {"ppl": self.candidate_ppl(model), "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s,
+                "energy_J": cost.energy_J}
+
+    def choose_ratios(self, target: float) -> tuple[list[float], dict[str, Any]]:
+        r = self.recipe
+        n = self.base.config.n_layers
+        if r.method == "none" or target == 0:
+            return [0.0] * n, {"method": "none"}
+        if r.method != "clone":
+            return self.baseline(r.method, target), {"method": r.method}
+        from clone.prune import removed_fraction
+        from clone.search.driver import search
+
+        baselines = {}
+        for name in ("uniform", "shortgpt", "flap", "random"):
+            try:
+                baselines[name] = self.baseline(name, target)
+            except CloneError as exc:  # a baseline that cannot meet this target is skipped, not fatal
+                self.log(f"  baseline {name} skipped: {exc}")
+        _ = self.importance  # computed once, before the workers start
+        res = search(n, lambda rs: removed_fraction(self.base.config, rs), self.evaluate, baselines, target,
+                     r.n_explore, r.n_exploit, r.n_generate, out_dir=self.work / "search", seed=r.seed,
+                     workers=r.workers, fast=r.fast, budget=self.costs.budget, bounds=(0.0, 0.9 if target < 0.5 else 1.0),
+                     progress=self.progress)
+        table = res.table
+        info: dict[str, Any] = {
+            "method": "clone", "records": int(len(table)), "search_s": round(res.seconds, 1),
+            "best": {"source": res.best.source, "score": res.best.score, "ppl": res.best.ppl},
+            "best_collected": ({"source": res.best_collected.source, "score": res.best_collected.score,
+                                "ppl": res.best_collected.ppl} if res.best_collected else None),
+            "generated": [{"score": g.score, "ppl": g.ppl} for g in res.generated],
+            "baselines": {},
+        }
+        for name, ratios in baselines.items():
+            rec = table[table["source"] == f"exploit:{name}"]
+            if len(rec):
+                info["baselines"][name] = {"score": float(rec["score"].iloc[0]), "ppl": float(rec["ppl"].iloc[0])}
+        info["baseline_ratios"] = baselines
+        return list(res.best.ratios), info
+
+    # -- transforms ---------------------------------------------------------------------------
+    def prune(self, ratios: list[float]) -> Transformer:
+        from clone.prune import prune_model
+
+        if not any(ratios):
+            return self.base
+        return prune_model(self.base, ratios, importance=self.importance)
+
+    def recover(self, model: Transformer):
+        from clone.lora import merge_lora, recover, save_adapter
+
+        r = self.recipe
+        res = recover(model, self.calib, steps=r.recover_steps, lr=r.recover_lr, name="recovery", seed=r.seed,
+                      progress=self.progress)
+        save_adapter(model, self.work / "adapters" / "recovery", "recovery")
+        merge_lora(model, "recovery")
+        return res
+
+    def quantize(self, model: Transformer) -> None:
+        from clone.quant import quantize_model
+
+        r = self.recipe
+        calib = self.calib if r.quant_method == "gptq" else None
+        # pruned FFN widths need not be multiples of the group: the last group of a row is shorter
+        # (the dense widths were checked against the group size before anything ran)
+        quantize_model(model, bits=r.bits, group_size=r.group_size or None, symmetric=r.symmetric,
+                       method=r.quant_method, calib=calib, partial_groups=True, progress=self.progress)
+
+    def save(self, model: Transformer, ratios: list[float], target: float) -> None:
+        meta = {"optimized_from": self.ckpt.source, "profile": self.costs.profile_name,
+                "ratios": ratios, "target_ratio": target, "recipe": self.recipe.to_dict()}
+        tmp = save_checkpoint(model, self.ckpt.tokenizer, self.work / "model", metadata=meta)
+        for item in tmp.iterdir():  # the model files sit at the top of the output directory
+            dest = self.work / item.name
+            if dest.exists():
+                dest.unlink()
+            item.rename(dest)
+        tmp.rmdir()
+
+    def export(self, model: Transformer) -> dict[str, Any]:
+        from clone.export.onnx import export_onnx, tolerance_for, verify_onnx
+
+        info = export_onnx(model, self.work / "model.onnx")
+        probe = self.ckpt.tokenizer.encode("Shall I compare thee to a summer's day?")
+        diff = verify_onnx(model, info.path, probe, decode_steps=4)
+        tol = tolerance_for(info.path)
+        if not diff <= tol:
+            raise CloneError(f"ONNX export does not match PyTorch: max |logit diff| {diff:.3g} > tolerance {tol:.3g}")
+        return {"file": info.path.name, "bytes": info.bytes_on_disk, "matmul_nbits": info.n_matmul_nbits,
+                "matmul_float": info.n_matmul_float, "max_abs_logit_diff": diff, "tolerance": tol}
+
+    # -- measurement --------------------------------------------------------------------------
+    def measure(self, model: Transformer) -> dict[str, Any]:
+        from clone.eval.perplexity import perplexity
+        from clone.quant import model_nbytes
+
+        r = self.recipe
+        tok = self.ckpt.tokenizer
+        kw = dict(corpus=CALIB_CORPUS, split="test", seq_len=512, max_tokens=r.test_tokens or None,
+                  progress=self.progress)
+        dense = perplexity(self.base, tok, **kw)
+        opt = perplexity(model, tok, **kw)
+        return {
+            "perplexity": {"dense": dense.ppl, "optimized": opt.ppl, "protocol": opt.protocol()},
+            "params": {"dense": self.base.param_count(), "optimized": model.param_count()},
+            "bytes": {"dense_fp32": model_nbytes(self.base), "dense_fp16": self.base.param_count() * 2,
+                      "optimized": model_nbytes(model), "optimized_fp16_rest": deployed_bytes(model)},
+            "predicted": {"dense_fp16": self.costs.dense.as_dict(),
+                          "optimized": self.costs.predict(model.config).as_dict()},
+            "shapes": [s.__dict__ for s in model.config.layers],
+        }
+
+    def report(self, ratios, target, search_info, recovery, onnx_info, measures, timings) -> dict[str, Any]:
+        from clone.prune import removed_fraction
+
+        rec = None
+        if recovery is not None:
+            rec = {"steps": recovery.steps, "first_loss": recovery.first_loss, "last_loss": recovery.last_loss,
+                   "trainable_params": recovery.trainable_params}
+        return {
+            "checkpoint": self.ckpt.source,
+            "target": {**self.costs.describe(), "target_ratio": target,
+                       "removed_fraction": removed_fraction(self.base.config, ratios)},
+            "recipe": self.recipe.to_dict(),
+            "ratios": ratios,
+            "search": search_info,
+            "recovery": rec,
+            "onnx": onnx_info,
+            **measures,
+        }
+
+
+def deployed_bytes(model: Transformer) -> int:
+    """Bytes as deployed on a board: packed low-bit weights plus every float tensor in fp16."""
+    from clone.quant import model_nbytes
+
+    fp32 = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if p.dtype == torch.float32)
+    return model_nbytes(model) - 2 * fp32
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+__all__ = ["Stages", "MAX_RATIO"]
