@@ -1,53 +1,61 @@
-"""Check the roofline cost model against published Jetson decode speeds (batch 1).
+"""Check the roofline cost model against published Jetson decode speeds (one row per measurement).
 
-Data next to this script: validation/jetson-published.csv (copied from ../shared/reference, sources
-per row) and validation/llm_shapes.yaml (model shapes, runtimes' 4-bit formats). Prints predicted vs
-published tokens/s and the error per row.
+Prints predicted vs published decode tokens/s and the % error per row, with the calibration in
+clone/costmodel/calibration.yaml; --fit refits the bandwidth efficiency (the value to put there) and
+also prints the leave-one-out error, which is the honest estimate for an unseen board/model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
+import math
 
-import pandas as pd
-import yaml
-
-from clone.costmodel import CostShape, Workload, cost_model_for
-from clone.model.config import ModelConfig
-from clone.profiles import load_profile
-
-HERE = Path(__file__).parent / "validation"
-MODE_ALIASES = {"25W-super": "MAXN_SUPER"}
+from clone.costmodel.roofline import calibration
+from clone.costmodel.validation import ROWS_PATH, fit_bandwidth_efficiency, load_rows, validate
 
 
-def shape_of(name: str, shapes: dict, bits: int, runtime: str) -> CostShape:
-    s = dict(shapes[name])
-    n_layers = s.pop("n_layers")
-    cfg = ModelConfig.uniform(arch="llama", n_layers=n_layers, head_dim=s["dim"] // s["n_heads"], **s)
-    fmt = shapes["runtimes"].get(runtime, {"group_size": 128, "symmetric": True, "head_bits": 16})
-    return CostShape(cfg, weight_bits=bits, group_size=fmt["group_size"], symmetric=fmt["symmetric"],
-                     head_bits=fmt["head_bits"])
+def table(rows) -> str:
+    lines = [f"{'board':24} {'mode':10} {'runtime':26} {'model':13} {'weights GB':>10} {'bound t/s':>9} "
+             f"{'published':>9} {'predicted':>9} {'error %':>8}"]
+    for v in rows:
+        lines.append(f"{v.board:24} {v.mode:10} {v.runtime:26} {v.model:13} {v.weight_GB:10.2f} {v.bound_tps:9.1f} "
+                     f"{v.published_tps:9.1f} {v.predicted_tps:9.1f} {v.error_pct:+8.1f}")
+    mean_abs = sum(abs(v.error_pct) for v in rows) / len(rows)
+    lines.append(f"mean |error| {mean_abs:.1f}%  (rows: {ROWS_PATH})")
+    return "\n".join(lines)
 
 
-def validate(prompt_tokens: int = 128, output_tokens: int = 128) -> pd.DataFrame:
-    rows = pd.read_csv(HERE / "jetson-published.csv", comment="#")
-    shapes = yaml.safe_load((HERE / "llm_shapes.yaml").read_text())
-    out = []
-    for r in rows.itertuples():
-        profile = load_profile(r.board.replace("-super", ""))
-        mode = MODE_ALIASES.get(r.power_mode, r.power_mode)
-        if mode not in profile.mode_names:
-            mode = profile.default_mode
-        rep = cost_model_for(profile).predict(shape_of(r.model, shapes, int(r.weight_bits), r.runtime),
-                                              Workload(prompt_tokens, output_tokens), profile.max_clocks(mode))
-        pred = rep.decode_tokens_per_s
-        out.append({"board": r.board, "mode": mode, "runtime": r.runtime, "model": r.model,
-                    "published_tok_s": r.decode_tokens_per_s, "predicted_tok_s": round(pred, 1),
-                    "error_pct": round(100 * (pred - r.decode_tokens_per_s) / r.decode_tokens_per_s, 1)})
-    return pd.DataFrame(out)
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--fit", action="store_true", help="refit bandwidth_efficiency and report leave-one-out")
+    args = ap.parse_args()
+    cal = calibration()
+    print(f"calibration '{cal.name}': bandwidth_efficiency {cal.bandwidth_efficiency}, "
+          f"compute_efficiency {cal.compute_efficiency}, kernel gap {cal.kernel_gap_us_per_layer} us/layer")
+    print(table(validate(cal)))
+    if args.fit:
+        eta, rows = fit_bandwidth_efficiency(cal)
+        print(f"\nfitted bandwidth_efficiency = {eta}")
+        print(table(rows))
+        all_rows = load_rows()
+        loo = []
+        for i in range(len(all_rows)):
+            from clone.costmodel import validation as V
+
+            rest = all_rows[:i] + all_rows[i + 1:]
+            lo, hi = 0.3, 1.0
+            loss = lambda e: sum(math.log(v.predicted_tps / v.published_tps) ** 2  # noqa: E731
+                                 for v in V.validate(cal.replace(bandwidth_efficiency=e), rest))
+            for _ in range(40):
+                a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+                hi, lo = (b, lo) if loss(a) < loss(b) else (hi, a)
+            held = V.validate(cal.replace(bandwidth_efficiency=(lo + hi) / 2), [all_rows[i]])[0]
+            loo.append((held, (lo + hi) / 2))
+        print("\nleave-one-out (fit on the other rows, predict this one):")
+        for v, e in loo:
+            print(f"  {v.board:24} {v.model:13} eta {e:.3f}  published {v.published_tps:6.1f}  "
+                  f"predicted {v.predicted_tps:6.1f}  error {v.error_pct:+6.1f}%")
 
 
 if __name__ == "__main__":
-    table = validate()
-    print(table.to_string(index=False))
-    print(f"mean |error| {table.error_pct.abs().mean():.1f}%, max |error| {table.error_pct.abs().max():.1f}%")
+    main()

@@ -1,19 +1,9 @@
-"""Cost models: predicted latency and energy of a model shape on a target (the t_i, e_i of Eq. 1).
+"""Latency and energy cost models (the `t_i`, `e_i` of the paper's Eq. 1), shared by the optimizer and
+the simulated board. `cost_model_for(profile)` picks the model for a profile; docs/costmodel.md."""
 
-    model = cost_model_for(load_profile("jetson-orin-nano-8gb"))
-    report = model.predict(CostShape(config, weight_bits=4), Workload(128, 128), profile.max_clocks())
-"""
-
-from clone.costmodel.base import (
-    CostModel,
-    CostReport,
-    CostShape,
-    PhaseCost,
-    StepCost,
-    Workload,
-    cost_model_for,
-    register_cost_model,
-)
+from clone.costmodel.base import (CostModel, CostReport, CostShape, PhaseCost, StepCost, Workload,
+                                  cost_model_for, register_cost_model)
+from clone.costmodel.roofline import Contention, RooflineCostModel, RuntimeCalibration, calibration
 
 __all__ = ["CostModel", "CostReport", "CostShape", "PhaseCost", "StepCost", "Workload", "cost_model_for",
-           "register_cost_model"]
+           "register_cost_model", "Contention", "RooflineCostModel", "RuntimeCalibration", "calibration"]

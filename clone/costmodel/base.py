@@ -122,6 +122,7 @@ class StepCost:
     gpu_util: float
     emc_util: float
     cpu_util: float
+    gpu_busy: float = 0.0  # fraction of the step with a kernel running (what the GPU load counter shows)
 
     @property
     def power_W(self) -> float:
