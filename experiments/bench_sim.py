@@ -81,14 +81,15 @@ def speed_token(cfg: ModelConfig) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ 2
-def rtl_vs_sim(m: int, n: int, k: int) -> dict | None:
+def rtl_vs_sim(m: int, n: int, k: int, asic28: bool = False) -> dict | None:
     if shutil.which("iverilog") is None:
         print("(Icarus not installed: RTL comparison skipped)", file=sys.stderr)
         return None
     sys.path[:0] = [str(ROOT / "tests" / "hw"), str(ROOT / "tests" / "sim_benches")]
     import rtl_harness as rtl
     from hw.top import CloneAccel
-    p = AccelParams.small()
+    p = AccelParams.asic28() if asic28 else AccelParams.small()
+    top = "clone_accel_asic28" if asic28 else "clone_accel"
     descs = [d for c in gemm_commands(p, m, n, k, 8) for d in c.expand()]
     rng = np.random.default_rng(0)
     items = []
@@ -109,14 +110,14 @@ def rtl_vs_sim(m: int, n: int, k: int) -> dict | None:
         sf, rf = Path(tmp) / "stream.json", Path(tmp) / "result.json"
         sf.write_text(json.dumps(items))
         os.environ["CLONE_STREAM_FILE"], os.environ["CLONE_RESULT_FILE"] = str(sf), str(rf)
-        vfile = rtl.verilog_for("clone_accel", lambda: CloneAccel(p))
-        bdir = rtl.build("icarus", vfile, "clone_accel")
+        vfile = rtl.verilog_for(top, lambda: CloneAccel(p))
+        bdir = rtl.build("icarus", vfile, top)
         t0 = time.perf_counter()
-        rtl.run_bench("icarus", bdir, "clone_accel", "bench_stream", Path(tmp) / "run")
+        rtl.run_bench("icarus", bdir, top, "bench_stream", Path(tmp) / "run")
         rtl_total_wall = time.perf_counter() - t0
         res = json.loads(rf.read_text())
     t_sim = [r.t for r in recs]
-    return {"gemm": f"{m}x{n}x{k}", "commands": len(descs), "T_equal": res["t"] == t_sim,
+    return {"instance": "asic28" if asic28 else "small", "gemm": f"{m}x{n}x{k}", "commands": len(descs), "T_equal": res["t"] == t_sim,
             "sum_T_plus_1": sum(t + 1 for t in t_sim), "analytic_cycles": ana.cycles,
             "rtl_sim_cycles": res["cycles"], "rtl_wall_s": res["wall_s"], "rtl_wall_incl_startup_s": rtl_total_wall,
             "rtl_cycles_per_s": res["cycles"] / res["wall_s"],
@@ -260,6 +261,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-rtl", action="store_true")
     ap.add_argument("--no-scalesim", action="store_true")
+    ap.add_argument("--rtl-asic28", action="store_true",
+                    help="also run a 16x576x576 GEMM on the asic28 RTL (about 2 minutes of Icarus)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     out: dict = {}
@@ -281,6 +284,11 @@ def main() -> int:
         out["rtl"] = r
         if r:
             print(pd.Series(r).to_string())
+        if args.rtl_asic28:
+            r = rtl_vs_sim(16, 576, 576, asic28=True)
+            out["rtl_asic28"] = r
+            if r:
+                print(pd.Series(r).to_string())
 
     if not args.no_scalesim:
         print("\n== 3. SCALE-Sim vs ours (16x16, 8-bit weights; cycles)")
