@@ -34,7 +34,7 @@ import numpy as np
 from clone.errors import CloneError
 from clone.model.config import LayerShape, ModelConfig
 from hw.params import AccelParams
-from hw.reference import Buf, Desc, Op
+from hw.reference import Buf, Desc, Op, dvfs_busy, vf_reset
 from sim import actions as act
 from sim.energy import CATEGORIES, EnergyModel, OperatingPoint, link_spec, point_table
 from sim.link import StreamLink
@@ -411,9 +411,10 @@ def simulate(cfg: ModelConfig, prompt_len: int, gen_len: int, *, params: AccelPa
     em = _energy_model(p)
     # prefill: DVFS to the point (from the reset level), ROUTE + ACTIVATE for LoRA, the pass
     setup = Cost()
-    t_dvfs = 1 + abs(round(pt.voltage_V * 100) - 60) * p.t_slew + p.t_settle + p.t_lock
+    v_reset, v_target = vf_reset(p)[0][0], round(pt.voltage_V * 100)
+    t_dvfs = 1 + dvfs_busy(p, v_reset, v_target)
     setup += Cost(t_dvfs + 1, 1, act.vector(command=1, cycle=t_dvfs + 1, pll_relock=1,
-                                            ldo_step=abs(round(pt.voltage_V * 100) - 60)))
+                                            ldo_step=abs(v_target - v_reset)))
     if lora_slots:
         setup += mapper.run([Cmd(Desc(Op.LOAD, f=Buf.ABUF, a=0, d=p.et)), Cmd(Desc(Op.ROUTE, a=0, e=16)),
                              Cmd(Desc(Op.ACTIVATE, f=0, a=0), lora_slots)])
