@@ -90,7 +90,7 @@ class AcceleratorCostModel:
             memory_s = link_b / bw
             util = lambda x: min(x / row_time, 1.0) if row_time > 0 else 0.0
             return StepCost(row_time, energy, 2.0 * macs, float(link_b), compute_s, memory_s, 0.0,
-                            util(compute_s), util(memory_s), 0.0)
+                            util(compute_s), util(memory_s), 0.0, gpu_busy=util(compute_s))
 
         def phase(pr: PhaseReport, layers: bool) -> PhaseCost:
             pc = PhaseCost(pr.phase, pr.time_s, pr.total_J, 2.0 * pr.macs, float(pr.link_bytes))
@@ -102,6 +102,47 @@ class AcceleratorCostModel:
         clocks = {"freq_MHz": rep.point.freq_MHz, "voltage_V": rep.point.voltage_V}
         return CostReport(workload, clocks, phase(rep.prefill, True), phase(rep.decode, False),
                           rep.decode_first_s, rep.decode_last_s)
+
+
+    # ---------------------------------------------------------------- simulated-board interface
+    def step(self, shape, layer: int | None, n_new: int, kv_len: int, clocks=None,
+             contention=None) -> StepCost:
+        """One forward pass of one decoder layer (layer=None: the LM head) for n_new tokens after
+        kv_len cached positions, commands back to back. `contention` is ignored: the accelerator
+        is not shared with the board's co-runners."""
+        if not isinstance(shape, CostShape):
+            shape = CostShape(resolve_model(shape), weight_bits=8, head_bits=8)
+        if n_new < 1 or kv_len < 0:
+            raise CloneError(f"cost model step: n_new {n_new} must be >= 1 and kv_len {kv_len} >= 0")
+        from sim.workload import Cost, Gemm, _energy_model, _mapper, layer_gemms
+        pt = self.point(clocks)
+        link = StreamLink.from_bandwidth(self.bandwidth_GBps, self.latency_ns, pt.freq_MHz)
+        mapper = _mapper(self.params, link)
+        bits = 4 if shape.weight_bits == 4 else 8
+        cost = Cost()
+        if layer is None:
+            cost += mapper.gemm(Gemm("lm_head", 1, shape.config.vocab_size, shape.config.dim,
+                                     4 if shape.head_bits == 4 else 8))
+        else:
+            if not 0 <= layer < shape.n_layers:
+                raise CloneError(f"cost model step: layer {layer} out of range (model has {shape.n_layers})")
+            for g in layer_gemms(shape.config, layer, shape.layers[layer], n_new, kv_len + n_new, bits):
+                cost += mapper.gemm(g)
+        f_hz = pt.freq_MHz * 1e6
+        t = cost.cycles / f_hz
+        energy = sum(_energy_model(self.params).split_J(cost.actions, t, pt).values())
+        from sim.workload import _link, _macs
+        macs, link_b = _macs(cost.actions), _link(cost.actions)
+        compute_s = macs / (self.params.n * self.params.n) / f_hz
+        memory_s = link_b / (self.bandwidth_GBps * 1e9)
+        util = lambda x: min(x / t, 1.0) if t > 0 else 0.0  # noqa: E731
+        return StepCost(t, energy, 2.0 * macs, float(link_b), compute_s, memory_s, 0.0, util(compute_s),
+                        util(memory_s), 0.0, gpu_busy=util(compute_s))
+
+    def idle_power_W(self, clocks=None, contention=None) -> float:
+        """Idle accelerator: clock gated, leakage only (at the operating point's voltage)."""
+        from sim.workload import _energy_model
+        return _energy_model(self.params).leakage_W(self.point(clocks))
 
 
 def _factory(profile: object) -> AcceleratorCostModel:

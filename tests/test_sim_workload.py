@@ -130,6 +130,13 @@ def test_cost_model_plugin_matches_report_fields():
     d = r8.as_dict()
     assert d["ttft_ms"] > 0 and d["energy_J"] == pytest.approx(r8.prefill.energy_J + r8.decode.energy_J)
     assert cm.point({"freq_MHz": 700}).voltage_V <= 0.86
+    # simulated-board interface: the steps of a pass add up to the report's prefill
+    sh = CostShape(cfg, weight_bits=8)
+    steps = [cm.step(sh, i, 16, 0, {"point": "l6"}) for i in range(cfg.n_layers)] + [cm.step(sh, None, 16, 0, "l6")]
+    assert sum(s.time_s for s in steps) < r8.prefill.time_s            # + the request's DVFS switch
+    assert sum(s.flops for s in steps) == pytest.approx(r8.prefill.flops)
+    assert cm.step(sh, 0, 1, 64, "l6").time_s > cm.step(sh, 0, 1, 8, "l6").time_s
+    assert 0 < cm.idle_power_W("l0") < cm.idle_power_W("l15")
     with pytest.raises(CloneError, match="operating point"):
         cm.predict(CostShape(cfg), Workload(4, 2), {"point": "turbo"})
 
