@@ -40,6 +40,7 @@ test: setup
 
 bench: setup
 	$(PY) experiments/bench_engine.py
+	$(PY) experiments/bench_sim.py --no-scalesim
 
 rtl: setup
 	$(PY) -m hw.build verilog --out build/rtl
