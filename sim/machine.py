@@ -186,7 +186,10 @@ class Accelerator(AccelModel):
         else:
             vcur0 = self.vcur
             vt = self._target_vcode(d)
-            _, out = AccelModel.execute(self, d, beats_in)
+            if d.op in (Op.LOAD, Op.LOAD_ADAPTER) and beats_in is not None:
+                out = self._load_words(d, beats_in)
+            else:
+                _, out = AccelModel.execute(self, d, beats_in)
             key = (d.op, d.f, d.d, d.e, vcur0, vt) if d.op != Op.LORA else (d.op, d.f)
             hit = self._costs.get(key)
             if hit is None:
@@ -208,6 +211,23 @@ class Accelerator(AccelModel):
         rec = self.execute_word(d.encode(), beats_in)
         self.now += rec.t + 1
         return rec.t, [b for b, _ in self.out_beats[n0:]]
+
+    def _load_words(self, d: Desc, beats: list[int]) -> list[int]:
+        """LOAD / LOAD_ADAPTER data movement as AccelModel.execute does it (beats little endian
+        into words, 32-bit masked), with one numpy conversion instead of a loop per beat."""
+        p = self.p
+        if d.op == Op.LOAD:
+            nb, words, dest, base = p.beats(d.f), d.d, self.buffers()[d.f], d.a
+        else:
+            nb, words, dest, base = p.b_a, p.ew, self.envm, d.a * p.ew
+        need = words * nb
+        vals = np.zeros(need, dtype=np.int64)
+        got = np.asarray(beats[:need], dtype=np.int64)
+        vals[:len(got)] = got
+        raw = (vals & 0xFFFFFFFF).astype("<u4").tobytes()
+        wb = 4 * nb
+        dest[base:base + words] = [int.from_bytes(raw[i * wb:(i + 1) * wb], "little") for i in range(words)]
+        return []
 
     def _target_vcode(self, d: Desc) -> int:
         if d.op == Op.DVFS_SET:
