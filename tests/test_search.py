@@ -219,3 +219,24 @@ def test_process_pool_for_picklable_evaluator(tmp_path):
     assert ev._kind() == "process"
     done = collect(ev, RecordTable.open(tmp_path, L), BASELINES, 3, 1, seed=0)
     assert len(done) == 4 and all(r.ok for r in done), [r.error for r in done]
+
+
+def test_rerun_of_finished_search_evaluates_nothing_and_generation_is_deterministic(tmp_path):
+    n = 8
+    calls: list[str] = []
+
+    def evaluate(ratios):
+        calls.append(ratio_key(ratios))
+        r = np.asarray(ratios)
+        return {"ppl": 10.0 * math.exp(float(np.sum(np.linspace(3, 1, n) * r**2))), "ttft_s": 0.1,
+                "tpot_s": 0.01, "energy_J": 1.0}
+
+    kwargs = dict(out_dir=tmp_path, seed=5, bounds=(0.0, 0.6), progress=False, rounds=2,
+                  config=GenerativeConfig(epochs=15, top_k=5, beam=2))
+    first = search(n, lambda r: float(np.mean(r)), evaluate, {"uniform": [0.2] * n}, 0.2, 12, 4, 3, **kwargs)
+    n_calls = len(calls)
+    assert 1 <= len(first.generated) <= 6 and n_calls == 16 + len(first.generated) == len(set(calls))
+    second = search(n, lambda r: float(np.mean(r)), evaluate, {"uniform": [0.2] * n}, 0.2, 12, 4, 3, **kwargs)
+    assert len(calls) == n_calls  # nothing evaluated again: same candidates regenerated, all found in the table
+    assert [r.key for r in second.generated] == [r.key for r in first.generated]
+    assert second.best.key == first.best.key

@@ -57,13 +57,16 @@ def search(
     bounds: tuple[float | Sequence[float], float | Sequence[float]] = (0.0, 0.9),
     tol: float = 0.005,
     config: GenerativeConfig | None = None,
+    rounds: int = 1,
     executor: str = "auto",
     progress: bool = True,
 ) -> SearchResult:
     """Search per-layer pruning ratios removing `target` (+- tol) of the parameters.
 
     evaluate(ratios) -> {ppl, ttft_s, tpot_s, energy_J} is the real (expensive) evaluation; each
-    result is scored by Eq. 1 against `budget`. Returns the best record of the whole table.
+    result is scored by Eq. 1 against `budget`. `rounds` > 1 retrains on the records including the
+    generated ones and generates again (NAO-style), n_generate per round. Returns the best record
+    of the whole table.
     """
     start = time.perf_counter()
     defaults = FAST_COUNTS if fast else FULL_COUNTS
@@ -84,16 +87,26 @@ def search(
     candidates: list[Candidate] = []
     stats: TrainStats | None = None
     generated: list[RatioRecord] = []
-    if n_generate > 0 and len(collected) >= 2:
-        cfg = config or GenerativeConfig()
-        cfg = replace(cfg, seed=seed, **(FAST_CONFIG if fast and config is None else {}))
-        collected_keys = {r.key for r in table.records if not r.source.startswith("generated")}
-        candidates, model = generate_candidates(
-            collected, space.lo_v, space.hi_v, space.repair, n_generate, cfg, collected_keys.__contains__, space.removed
+    cfg = config or GenerativeConfig()
+    cfg = replace(cfg, seed=seed, **(FAST_CONFIG if fast and config is None else {}))
+    train = list(collected)
+    for round_ in range(rounds if n_generate > 0 else 0):
+        if len(train) < 2:
+            break
+        # Round j trains on the collection plus rounds < j: a function of the seed and the records,
+        # so a resumed run regenerates the same candidates and skips those already evaluated.
+        known = {r.key for r in train}
+        new, model = generate_candidates(
+            train, space.lo_v, space.hi_v, space.repair, n_generate, replace(cfg, seed=seed + 1000 * round_),
+            known.__contains__, space.removed,
         )
         stats = model.stats
-        evaluation.run([("generated", c.ratios) for c in candidates], table, desc="evaluate generated candidates")
-        generated = [r for c in candidates if (r := table.get(ratio_key(c.ratios))) is not None]
+        candidates += new
+        evaluation.run([("generated", c.ratios) for c in new], table,
+                       desc=f"evaluate generated candidates (round {round_ + 1}/{rounds})")
+        got = [r for c in new if (r := table.get(ratio_key(c.ratios))) is not None]
+        generated += got
+        train += [r for r in got if r.ok]
 
     best = table.best()
     if best is None:
