@@ -98,7 +98,7 @@ def search(
         known = {r.key for r in train}
         new, model = generate_candidates(
             train, space.lo_v, space.hi_v, space.repair, n_generate, replace(cfg, seed=seed + 1000 * round_),
-            known.__contains__, space.removed,
+            known.__contains__, space.removed, progress,
         )
         stats = model.stats
         candidates += new

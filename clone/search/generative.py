@@ -27,6 +27,7 @@ E* after each step, and projecting the ascent direction orthogonal to a budget h
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from clone.search.records import GRID, RatioRecord, ratio_key
 
@@ -230,7 +232,7 @@ class GenerativeSearch:
         return (np.log(np.maximum(scores, 1e-300)) - self.mean) / self.std
 
     # training ------------------------------------------------------------------------------------
-    def fit(self, records: Sequence[RatioRecord]) -> TrainStats:
+    def fit(self, records: Sequence[RatioRecord], progress: bool = False) -> TrainStats:
         """Joint training on records with a positive finite score, in a canonical order (by ratio
         key) so the model does not depend on the order candidates happened to finish in.
 
@@ -267,7 +269,7 @@ class GenerativeSearch:
         n = len(x)
         loss = torch.tensor(math.nan)
         model.train()
-        for _ in range(cfg.epochs):
+        for _ in tqdm(range(cfg.epochs), desc="train generative model", unit="epoch", disable=not progress, file=sys.stderr):
             perm = torch.randperm(n, generator=gen)
             for i in range(0, n, cfg.batch_size):
                 idx = perm[i : i + cfg.batch_size]
@@ -382,11 +384,12 @@ def generate_candidates(
     cfg: GenerativeConfig | None = None,
     exclude: Callable[[str], bool] = lambda key: False,
     removed: Callable[[Sequence[float]], float] | None = None,
+    progress: bool = False,
 ) -> tuple[list[Candidate], GenerativeSearch]:
     """Train a fresh model on the records and return n generated candidates (and the model)."""
     with _one_thread(), torch.random.fork_rng(devices=[]):
         cfg = cfg or GenerativeConfig()
         gs = GenerativeSearch(lo, hi, cfg, removed if cfg.budget_projection else None)
         torch.manual_seed(gs.cfg.seed + 2)
-        gs.fit(records)
+        gs.fit(records, progress)
         return gs.generate(records, repair, n, exclude), gs
