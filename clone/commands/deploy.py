@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     policy = make_policy(args.policy)  # cheap checks first: bad input fails before the model loads
     board = parse_device(args.device, mode=args.mode, interference=args.interference, seed=args.seed,
                          runtime=args.runtime)
+    policy.bind(board)  # a frequency the board does not list fails here, before the model loads
     profile = getattr(board, "profile", None)
     if args.trace:
         requests = load_trace(args.trace, profile)

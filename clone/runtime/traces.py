@@ -92,11 +92,12 @@ def parse_line(text: str, where: str, profile: Any = None) -> TraceRequest:
         if e > req.max_new_tokens:
             raise CloneError(f"{where}: expected_output_tokens {e} exceeds max_new_tokens {req.max_new_tokens}")
         req.expected_output_tokens = e
-    if profile is not None and (req.ttft_ms is None or req.tpot_ms is None) and req.app_class in profile.budgets:
-        b = profile.budgets[req.app_class]
+    cls = profile.default_app_class if profile is not None and req.app_class == "default" else req.app_class
+    if profile is not None and (req.ttft_ms is None or req.tpot_ms is None) and cls in profile.budgets:
+        b = profile.budgets[cls]
         req.ttft_ms = req.ttft_ms if req.ttft_ms is not None else b.ttft_ms
         req.tpot_ms = req.tpot_ms if req.tpot_ms is not None else b.tpot_ms
-    elif profile is not None and req.app_class not in profile.budgets and (req.ttft_ms is None or req.tpot_ms is None):
+    elif profile is not None and cls not in profile.budgets and (req.ttft_ms is None or req.tpot_ms is None):
         raise CloneError(f"{where}: app_class {req.app_class!r} has no budget in profile {profile.name} and the "
                          f"line gives no ttft_ms/tpot_ms (allowed classes: {', '.join(profile.budgets)})")
     return req
