@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import clone  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import pytest
 import torch
 

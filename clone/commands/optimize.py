@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag, key, typ, text in FLAGS:
         p.add_argument(flag, dest=key, type=typ, default=None, help=text)
     p.add_argument("--fast", action="store_true", default=None, help="a small search for tests and demos")
+    p.add_argument("--partial-groups", action="store_true", default=None,
+                   help="allow a group size that does not divide a layer's width (shorter last group)")
     p.add_argument("--no-onnx", dest="onnx", action="store_false", default=None, help="skip the ONNX export")
     p.set_defaults(func=run)
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe) if args.recipe else Recipe()
     overrides = {key: getattr(args, key) for _, key, _, _ in FLAGS}
-    overrides.update(fast=args.fast, onnx=args.onnx)
+    overrides.update(fast=args.fast, onnx=args.onnx, partial_groups=args.partial_groups)
     recipe = recipe.merged(overrides).validate("command line")
     out = Path(args.out)
     if out.exists() and not (out / "report.json").exists() and any(out.iterdir()):

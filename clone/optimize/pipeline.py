@@ -67,14 +67,14 @@ def effective_recipe(recipe: Recipe) -> Recipe:
 
 
 def check_group_size(config: ModelConfig, recipe: Recipe) -> None:
-    if recipe.bits >= 16 or recipe.group_size == 0:
+    if recipe.bits >= 16 or recipe.group_size == 0 or recipe.partial_groups:
         return
     widths = {config.dim} | {config.head_dim * s.n_heads for s in config.layers if s.n_heads}
     widths |= {s.ffn_dim for s in config.layers if s.ffn_dim}
     bad = sorted(w for w in widths if w % recipe.group_size)
     if bad:
         raise CloneError(f"group_size {recipe.group_size} does not divide the input width {bad[0]} "
-                         f"(allowed: 0 for per-channel or a divisor of {config.dim})")
+                         f"(allowed: 0 for per-channel, a divisor of {config.dim}, or --partial-groups)")
 
 
 def derive_target(config: ModelConfig, recipe: Recipe, costs: CostEvaluator, log: Log) -> float:

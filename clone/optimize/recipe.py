@@ -31,7 +31,8 @@ class Recipe:
     target_ratio: float | None = None  # fraction of parameters to remove; derived from memory when None
     importance: str = "taylor"
     bits: int = 16
-    group_size: int = 128  # 0 = per-channel
+    group_size: int = 64  # 0 = per-channel; 64 divides SmolLM2's 576 and 1536 widths
+    partial_groups: bool = False  # allow a group size that does not divide a width (shorter last group)
     quant_method: str = "gptq"
     symmetric: bool = False
     nsamples: int = 32  # calibration windows for importance, GPTQ and recovery
