@@ -166,24 +166,30 @@ class Deployment:
     def _decide(self, event: str, layer: int | None = None) -> None:
         if event not in self.policy.events:
             return
-        t0 = time.perf_counter()
         state = self._state(event, layer)
         new = self.policy.decide(state)
         if self.sim:
             self._last_counters = self._counters()
-        self.overhead_s += time.perf_counter() - t0
         if new is not None and new != self.board.get_clocks():
             self.board.set_clocks(new)
             self._switches += 1
 
+    def _timed(self, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self.overhead_s += time.perf_counter() - t0
+
     def _on_request_start(self, request: Request) -> None:
-        self._decide("request_start")
+        self._timed(lambda: self._decide("request_start"))
 
     def _on_prefill_start(self, request: Request, n: int) -> None:
         self._prompt_tokens = n
         self.board.begin_phase("prefill")
 
     def _on_prefill_end(self, request: Request, ttft_s: float) -> None:
+        self._timed(lambda: self._prefill_end(ttft_s))
+
+    def _prefill_end(self, ttft_s: float) -> None:
         self._prefill_acct = self.board.end_phase()
         self._ttft = ttft_s
         self._phase = "decode"
@@ -192,7 +198,7 @@ class Deployment:
 
     def _on_token(self, index: int, token: int, t: float) -> None:
         self._ntok = index + 1
-        self._decide("token")
+        self._timed(lambda: self._decide("token"))
 
     def on_layer(self, i: int, n_new: int, kv_len: int) -> None:
         if self.sim:
