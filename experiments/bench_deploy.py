@@ -44,7 +44,7 @@ def main() -> None:
         board = SimulatedBoard(profile, mode=args.mode, interference=args.interference, seed=0, runtime=args.runtime)
         dep = Deployment(backend, tok, board, make_policy(spec), shape)
         t0 = time.perf_counter()
-        with board:
+        with board, dep:
             for r in reqs:
                 dep.serve(r)
         s = dep.summary()

@@ -77,7 +77,8 @@ def test_board_account_is_the_cost_model_not_the_cpu(smollm2):
     board = SimulatedBoard("jetson-orin-nano-8gb")
     shape = CostShape(smollm2.model.config)
     dep = Deployment(TorchBackend(smollm2.model, 64), smollm2.tokenizer, board, make_policy("max"), shape)
-    rec = dep.serve(TraceRequest("The capital of France is", 5, "chatbot", 1000, 200, 0.0, None, "x"))
+    with dep:
+        rec = dep.serve(TraceRequest("The capital of France is", 5, "chatbot", 1000, 200, 0.0, None, "x"))
     n_prompt = rec.prompt_tokens
     rep = board.cost.predict(shape, Workload(n_prompt, rec.output_tokens), board.get_clocks())
     assert rec.ttft_ms == pytest.approx(rep.ttft_s * 1e3, rel=1e-6)
@@ -88,7 +89,44 @@ def test_board_account_is_the_cost_model_not_the_cpu(smollm2):
     slow_board = SimulatedBoard("jetson-orin-nano-8gb")
     dep2 = Deployment(TorchBackend(smollm2.model, 64), smollm2.tokenizer, slow_board,
                       make_policy("static:emc=665.6"), shape)
-    rec2 = dep2.serve(TraceRequest("The capital of France is", 5, "chatbot", 1000, 200, 0.0, None, "x"))
+    with dep2:
+        rec2 = dep2.serve(TraceRequest("The capital of France is", 5, "chatbot", 1000, 200, 0.0, None, "x"))
     assert rec2.text == rec.text
     assert rec2.tpot_ms > 2 * rec.tpot_ms
     assert rec2.clock_switches == 1 and slow_board.counters.switch_s > 0
+
+
+class _NoLayerHooks:
+    """A backend without layer boundaries (like ONNX Runtime): the meter splits each pass into layers."""
+
+    name = "nohooks"
+    supports_layer_hooks = False
+
+    def __init__(self, inner):
+        self.inner, self.n_layers = inner, inner.n_layers
+
+    def reset(self, max_len):
+        self.inner.reset(max_len)
+
+    def prefill(self, tokens):
+        return self.inner.prefill(tokens)
+
+    def decode(self, token):
+        return self.inner.decode(token)
+
+    def set_layer_hook(self, hook):
+        raise AssertionError("not called for backends without layer hooks")
+
+
+def test_backend_without_layer_hooks_gets_the_same_board_account(smollm2):
+    shape = CostShape(smollm2.model.config)
+    recs = []
+    for wrap in (lambda b: b, _NoLayerHooks):
+        board = SimulatedBoard("jetson-orin-nano-8gb", interference="websearch", seed=3)
+        dep = Deployment(wrap(TorchBackend(smollm2.model, 64)), smollm2.tokenizer, board, make_policy("governor"), shape)
+        with dep:
+            recs.append(dep.serve(TraceRequest("Once upon a time", 6, "chatbot", 1000, 200, 0.0, None, "x")))
+        assert not smollm2.model.layer_hooks  # the deployment took its hook off the shared model
+    a, b = recs
+    assert a.text == b.text
+    assert (a.ttft_ms, a.tpot_ms, a.energy_J) == pytest.approx((b.ttft_ms, b.tpot_ms, b.energy_J), rel=1e-9)

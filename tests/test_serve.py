@@ -28,6 +28,7 @@ def server(smollm2):
     srv.shutdown()
     srv.server_close()
     t.join(5)
+    dep.close()
 
 
 def post(srv, body, raw: bytes | None = None):

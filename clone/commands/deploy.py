@@ -117,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         shape = replace(shape, weight_bits=args.weight_bits)
-    with board:
-        dep = Deployment(backend, tokenizer, board, policy, shape)
+    with board, Deployment(backend, tokenizer, board, policy, shape) as dep:
         from tqdm import tqdm
 
         bar = tqdm(requests, desc="deploy", unit="req", file=sys.stderr, disable=len(requests) < 3)

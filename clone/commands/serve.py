@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     board, dep = build(args)
-    with board:
+    with board, dep:
         try:
             server = make_server(dep, args.host, args.port, model_name=str(args.model_dir))
         except OSError as exc:

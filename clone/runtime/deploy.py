@@ -49,6 +49,11 @@ class BoardMeter:
     def set_layer_hook(self, hook: Callable[[int], None] | None) -> None:
         self._engine_hook = hook
 
+    def close(self) -> None:
+        """Take our hook off the wrapped backend (a model may be shared by several deployments)."""
+        if self.backend.supports_layer_hooks:
+            self.backend.set_layer_hook(None)
+
     def reset(self, max_len: int) -> None:
         self.backend.reset(max_len)
         self.pos = 0
@@ -201,6 +206,8 @@ class Deployment:
         self._timed(lambda: self._decide("token"))
 
     def on_layer(self, i: int, n_new: int, kv_len: int) -> None:
+        if self._req is None:  # not serving (a forward pass run by someone else)
+            return
         if self.sim:
             step = self.board.run_layer(i, n_new, kv_len)
             c = self.board.get_clocks()
@@ -210,8 +217,17 @@ class Deployment:
         self._decide("layer", i)
 
     def on_head(self, n_new: int, kv_len: int) -> None:
-        if self.sim:
+        if self.sim and self._req is not None:
             self.board.run_layer(None, n_new, kv_len)
+
+    def close(self) -> None:
+        self.meter.close()
+
+    def __enter__(self) -> "Deployment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---------------------------------------------------------------- serving
     def stream(self, tr: TraceRequest, temperature: float = 0.0, seed: int | None = 0,
