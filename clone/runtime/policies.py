@@ -7,8 +7,9 @@ interface (its state vector is built from PolicyState's fields).
 - `governor`: a load-driven governor like the stock ones. GPU: simple_ondemand-style (devfreq
   upthreshold 90%, downdifferential 5%): above the threshold jump to max, else scale to
   f * load / (up - down) and snap up to a listed step. EMC: follows bandwidth demand (as the Tegra
-  actmon-driven EMC scaling does): lowest rate whose capacity keeps utilisation under 80%, one
-  step up whenever utilisation is above that (demand above capacity cannot be measured). CPU: the
+  actmon-driven EMC scaling does): lowest rate whose capacity keeps utilisation under 80%, and the
+  top rate whenever utilisation is above that (demand above capacity cannot be measured), as
+  simple_ondemand does for the GPU. CPU: the
   host thread spins on the GPU, so schedutil keeps it at max. It samples every period_s of board time.
 """
 
@@ -146,8 +147,8 @@ class GovernorPolicy:
         if state.bandwidth_Bps:
             util = (nbytes - n0) / (t - t0) / state.bandwidth_Bps
             emc = self._snap_up(esteps, util * c.emc_MHz / self.emc_target)
-            if util > self.emc_target:  # saturated: demand is unknown above capacity, step up
-                emc = max(emc, self._snap_up(esteps, c.emc_MHz + 1e-3))
+            if util > self.emc_target:  # saturated: demand above capacity is unknown, go to max
+                emc = esteps[-1]
         new = Clocks(gpu, emc, self.steps["cpu"][-1])
         return new if new != c else None
 
