@@ -130,7 +130,12 @@ def quantize_codes(w: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpe
 
 def dequantize_codes(q: Tensor, scale: Tensor, zero: Tensor | None, spec: QuantSpec,
                      dtype: torch.dtype = torch.float32) -> Tensor:
-    n_in = q.shape[1]
+    out, n_in = q.shape
+    gw = spec.group_width(n_in)
+    if scale.shape[1] * gw == n_in:  # whole groups: broadcast instead of expanding scales per column
+        s = scale.float()[:, :, None]
+        z = zero_values(spec, zero, scale)[:, :, None]
+        return ((q.view(out, -1, gw).float() - z) * s).view(out, n_in).to(dtype)
     s = _expand(scale.float(), n_in, spec)
     z = _expand(zero_values(spec, zero, scale), n_in, spec)
     return ((q.float() - z) * s).to(dtype)
