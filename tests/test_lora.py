@@ -145,10 +145,11 @@ def test_smollm2_recovery_after_pruning_lowers_held_out_loss(smollm2):
     tok = smollm2.tokenizer
     train = calibration_samples(tok, "shakespeare", "train", n_samples=32, seq_len=64, seed=0)
     held = calibration_samples(tok, "shakespeare", "validation", n_samples=4, seq_len=64, seed=1)
-    model = prune_model(smollm2.model, uniform_ratios(smollm2.model.config, 0.2), "magnitude")
+    calib = train[:8]
+    model = prune_model(smollm2.model, uniform_ratios(smollm2.model.config, 0.2), "fluctuation", calib)
     with torch.no_grad():
         before = float(lm_loss(model, held))
     recover(model, train, steps=12, lr=1e-3, batch_size=4, progress=False)
     with torch.no_grad():
         after = float(lm_loss(model, held))
-    assert after < before - 0.05, (before, after)
+    assert after < before - 0.05, (before, after)  # measured 5.28 -> 4.90
