@@ -62,8 +62,9 @@ def parse_completion(body: bytes, profile: Any = None) -> tuple[TraceRequest, di
     app_class = d.get("app_class", "default")
     if not isinstance(app_class, str):
         raise BadRequest("app_class must be a string")
-    if profile is not None and app_class in profile.budgets:
-        b = profile.budgets[app_class]
+    cls = profile.default_app_class if profile is not None and app_class == "default" else app_class
+    if profile is not None and cls in profile.budgets:
+        b = profile.budgets[cls]
         ttft = ttft if ttft is not None else b.ttft_ms
         tpot = tpot if tpot is not None else b.tpot_ms
     return TraceRequest(prompt, max_tokens, app_class, ttft, tpot, 0.0, None, ""), opts
