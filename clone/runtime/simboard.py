@@ -15,6 +15,7 @@ levels, like the paper's web-search load (docs/costmodel.md, "simulated board").
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,9 +109,9 @@ class Interference:
             return 0.0
         if self.spec.kind == "constant":
             return self.spec.constant_load
-        self._extend(t)
-        i = int(np.searchsorted(self._ends, t, side="right"))
-        return self._levels[i]
+        if not self._ends or t >= self._ends[-1]:
+            self._extend(t)
+        return self._levels[bisect_right(self._ends, t)]
 
     def contention(self, load: float) -> Contention:
         if load <= 0:
