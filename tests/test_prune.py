@@ -242,3 +242,18 @@ def test_flap_config_meets_the_target_and_standardises_per_layer():
     scaled = [dict(c) for c in channels]
     scaled[4]["ffn"] = scaled[4]["ffn"] * 1e-4
     assert flap_config(model.config, scaled, 0.15).layers == cfg.layers
+
+
+def test_ffn_multiple_keeps_pruned_widths_quantizable():
+    from clone.quant import quantize_model
+
+    model, x = tiny_model(n_layers=8), tokens()
+    with pytest.raises(CloneError, match="does not divide"):
+        quantize_model(prune_model(model, [0.0] * 3 + [0.3] * 4 + [0.0], "magnitude"), 4, 16)  # FFN 84
+    ratios = uniform_ratios(model.config, 0.2, ffn_multiple=16)
+    pruned = prune_model(model, ratios, "magnitude", ffn_multiple=16)
+    assert all(s.ffn_dim % 16 == 0 for s in pruned.config.layers)
+    assert abs(removed_fraction(model.config, ratios, ffn_multiple=16) - 0.2) < 0.02
+    assert pruned.param_count() == model.param_count() - params_removed(model.config, ratios, ffn_multiple=16)
+    quantize_model(pruned, 4, 16)  # every pruned width (KV group = 48 columns) splits into whole groups
+    assert pruned(x).isfinite().all()

@@ -32,24 +32,27 @@ def check_target(config: ModelConfig, target: float) -> float:
     return target
 
 
-def _solve(config: ModelConfig, target: float, make: Callable[[float], list[float]], hi: float, what: str) -> list[float]:
+def _solve(config: ModelConfig, target: float, make: Callable[[float], list[float]], hi: float, what: str,
+           ffn_multiple: int = 1) -> list[float]:
     """Bisection on a scalar knob s (ratios = make(s), removal non-decreasing in s) for the target."""
     want = target * config.param_count()
-    if params_removed(config, make(hi)) < want:
-        most = removed_fraction(config, make(hi))
+    removed = lambda r: params_removed(config, r, ffn_multiple)
+    if removed(make(hi)) < want:
+        most = removed(make(hi)) / config.param_count()
         raise CloneError(f"target ratio {target} cannot be met by {what} (at most {most:.4f} of the parameters can be removed)")
     lo = 0.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        if params_removed(config, make(mid)) < want:
+        if removed(make(mid)) < want:
             lo = mid
         else:
             hi = mid
     cands = [make(lo), make(hi)]
-    return min(cands, key=lambda r: abs(params_removed(config, r) - want))
+    return min(cands, key=lambda r: abs(removed(r) - want))
 
 
-def uniform_ratios(config: ModelConfig, target: float, exempt_first: int = 3, exempt_last: int = 1) -> list[float]:
+def uniform_ratios(config: ModelConfig, target: float, exempt_first: int = 3, exempt_last: int = 1,
+                   ffn_multiple: int = 1) -> list[float]:
     """One ratio for every layer except the first `exempt_first` and last `exempt_last`, which stay
     intact (LLM-Pruner prunes only the middle blocks); the shared ratio is scaled up to meet the target."""
     check_target(config, target)
@@ -59,11 +62,12 @@ def uniform_ratios(config: ModelConfig, target: float, exempt_first: int = 3, ex
     if target == 0:
         return [0.0] * n
     mask = [exempt_first <= i < n - exempt_last for i in range(n)]
-    return _solve(config, target, lambda r: [r if m else 0.0 for m in mask], 1.0, "uniform pruning of the middle layers")
+    return _solve(config, target, lambda r: [r if m else 0.0 for m in mask], 1.0, "uniform pruning of the middle layers",
+                  ffn_multiple)
 
 
 def random_ratios(config: ModelConfig, target: float, seed: int = 0, concentration: float = 1.0,
-                  max_ratio: float = 1.0) -> list[float]:
+                  max_ratio: float = 1.0, ffn_multiple: int = 1) -> list[float]:
     """A random direction w ~ Dirichlet(concentration) over layers, ratios min(max_ratio, s * n * w_i)
     with s solved for the target (exploration vectors and the Random baseline)."""
     check_target(config, target)
@@ -72,7 +76,7 @@ def random_ratios(config: ModelConfig, target: float, seed: int = 0, concentrati
         return [0.0] * n
     w = np.random.default_rng(seed).dirichlet([concentration] * n) * n
     return _solve(config, target, lambda s: [float(min(max_ratio, s * wi)) for wi in w], float(max_ratio / w.min()),
-                  f"random ratios capped at {max_ratio}")
+                  f"random ratios capped at {max_ratio}", ffn_multiple)
 
 
 @torch.no_grad()
@@ -196,16 +200,17 @@ def flap_ratios(config: ModelConfig, channels: list[dict[str, Tensor]], target: 
 
 
 def baseline_ratios(method: str, model: Transformer, target: float, calib: Tensor | None = None, *,
-                    seed: int = 0, batch_size: int = 4, progress: bool = False) -> list[float]:
-    """Dispatch by name (uniform, random, shortgpt, flap)."""
+                    seed: int = 0, batch_size: int = 4, ffn_multiple: int = 1, progress: bool = False) -> list[float]:
+    """Dispatch by name (uniform, random, shortgpt, flap). ffn_multiple: solve uniform and random
+    ratios for pruning with that channel multiple (pass the same value to prune_model)."""
     config = model.config
     if method not in BASELINES:
         raise CloneError(f"unknown baseline method {method!r} (allowed: {', '.join(BASELINES)})")
     check_target(config, target)
     if method == "uniform":
-        return uniform_ratios(config, target)
+        return uniform_ratios(config, target, ffn_multiple=ffn_multiple)
     if method == "random":
-        return random_ratios(config, target, seed=seed)
+        return random_ratios(config, target, seed=seed, ffn_multiple=ffn_multiple)
     if calib is None:
         raise CloneError(f"baseline {method!r} needs calibration tokens")
     if method == "shortgpt":

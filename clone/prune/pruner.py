@@ -77,14 +77,14 @@ def prune_to_config(model: Transformer, config: ModelConfig, importance: Importa
 
 
 def prune_model(model: Transformer, ratios: Sequence[float], importance: str | Importance = "taylor",
-                calib: Tensor | None = None, *, batch_size: int = 4, seed: int = 0,
+                calib: Tensor | None = None, *, batch_size: int = 4, seed: int = 0, ffn_multiple: int = 1,
                 progress: bool = False) -> Transformer:
     """Remove `ratios[i]` of layer i's parameters (0 = intact, 1 = layer removed) as whole KV groups and
     FFN channels; returns a new smaller model. `importance` is a method name (taylor, magnitude,
     activation, fluctuation, random) or precomputed scores from `compute_importance`, which lets one
-    set of scores serve many ratio vectors."""
+    set of scores serve many ratio vectors. ffn_multiple: pruned MLPs keep a multiple of it channels."""
     _check_plain(model)
-    config = pruned_config(model.config, ratios)
+    config = pruned_config(model.config, ratios, ffn_multiple)
     scores = None
     if config.layers != model.config.layers:
         if isinstance(importance, Importance):

@@ -32,8 +32,12 @@ def check_ratios(config: ModelConfig, ratios: Sequence[float]) -> list[float]:
     return values
 
 
-def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float) -> LayerShape:
-    """The layer shape whose removed parameters best match `ratio` of the layer (rule in module doc)."""
+def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float, ffn_multiple: int = 1) -> LayerShape:
+    """The layer shape whose removed parameters best match `ratio` of the layer (rule in module doc).
+    With ffn_multiple m > 1 a pruned MLP keeps a multiple of m channels (e.g. the quantization group
+    size, so a pruned down_proj still splits into whole groups); an intact MLP keeps its width."""
+    if ffn_multiple < 1:
+        raise CloneError(f"ffn_multiple {ffn_multiple} must be a positive integer")
     if ratio <= 0.0:
         return shape
     if ratio >= 1.0:
@@ -46,10 +50,11 @@ def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float) -> Lay
     for k in range(shape.n_kv_heads + 1):
         attn_kept = config.layer_params(LayerShape(k * group, k, 0))
         want_ffn = total - target - attn_kept  # parameters the MLP should keep
-        f_exact = (want_ffn - d) / (3 * d)
+        f_exact = (want_ffn - d) / (3 * d) / ffn_multiple
         options = {0, shape.ffn_dim}
         for f in (math.floor(f_exact), math.ceil(f_exact)):
-            options.add(min(max(f, 0), shape.ffn_dim))
+            f *= ffn_multiple
+            options.add(min(max(f, 0), shape.ffn_dim - shape.ffn_dim % ffn_multiple))
         for f in options:
             new = LayerShape(k * group, k, f)
             error = abs(total - config.layer_params(new) - target)
@@ -58,22 +63,22 @@ def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float) -> Lay
             balance = abs(attn_frac - ffn_frac) if attn_frac is not None and ffn_frac is not None else 0.0
             candidates.append((error, balance, new))
     best_error = min(c[0] for c in candidates)
-    close = [c for c in candidates if c[0] <= best_error + 3 * d]
+    close = [c for c in candidates if c[0] <= best_error + 3 * d * ffn_multiple]
     return min(close, key=lambda c: (c[1], c[0]))[2]
 
 
-def pruned_config(config: ModelConfig, ratios: Sequence[float]) -> ModelConfig:
+def pruned_config(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> ModelConfig:
     """The config of the model `prune_model(model, ratios)` would return (no weights needed)."""
     values = check_ratios(config, ratios)
-    layers = [shape_for_ratio(config, s, r) for s, r in zip(config.layers, values)]
+    layers = [shape_for_ratio(config, s, r, ffn_multiple) for s, r in zip(config.layers, values)]
     return dataclasses.replace(config, layers=layers, extra=dict(config.extra))
 
 
-def params_removed(config: ModelConfig, ratios: Sequence[float]) -> int:
+def params_removed(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> int:
     """Parameters removed by pruning with `ratios`, after rounding to whole KV groups and channels."""
-    return config.param_count() - pruned_config(config, ratios).param_count()
+    return config.param_count() - pruned_config(config, ratios, ffn_multiple).param_count()
 
 
-def removed_fraction(config: ModelConfig, ratios: Sequence[float]) -> float:
+def removed_fraction(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> float:
     """Removed parameters over the whole model's parameters (embeddings included, tied ones once)."""
-    return params_removed(config, ratios) / config.param_count()
+    return params_removed(config, ratios, ffn_multiple) / config.param_count()
