@@ -171,6 +171,9 @@ class Deployment:
     def _decide(self, event: str, layer: int | None = None) -> None:
         if event not in self.policy.events:
             return
+        due = getattr(self.policy, "next_due_s", None)
+        if due is not None and self.sim and event == "layer" and self.board.now() < due:
+            return
         state = self._state(event, layer)
         new = self.policy.decide(state)
         if self.sim:

@@ -61,7 +61,10 @@ class Policy(Protocol):
         """Learn the board's listed clocks (called once before any decision)."""
 
     def decide(self, state: PolicyState) -> Clocks | None:
-        """Clocks to apply now, or None to keep the current ones."""
+        """Clocks to apply now, or None to keep the current ones.
+
+        Optional attribute `next_due_s`: board time before which decide() would do nothing; the
+        driver then skips building the state (keeps per-layer hooks cheap)."""
 
 
 def _mode_max(board: Any) -> Clocks:
@@ -116,10 +119,12 @@ class GovernorPolicy:
                  emc_target_util: float = 0.80) -> None:
         self.period_s, self.up, self.down, self.emc_target = period_s, up_threshold, down_differential, emc_target_util
         self._last: tuple[float, float, float] | None = None
+        self.next_due_s: float | None = None
 
     def bind(self, board: Any) -> None:
         self.steps = {d: board.available_MHz(d) for d in DOMAINS}
         self._last = None
+        self.next_due_s = None
 
     @staticmethod
     def _snap_up(steps: tuple[float, ...], f: float) -> float:
@@ -133,12 +138,14 @@ class GovernorPolicy:
             return None
         if self._last is None:
             self._last = state.counters
+            self.next_due_s = state.counters[0] + self.period_s
             return None
         t, busy, nbytes = state.counters
         t0, b0, n0 = self._last
         if t - t0 < self.period_s:
             return None
         self._last = state.counters
+        self.next_due_s = t + self.period_s
         c = state.clocks
         gsteps, esteps = self.steps["gpu"], self.steps["emc"]
         load = (busy - b0) / (t - t0)
