@@ -95,7 +95,7 @@ def block_influence(model: Transformer, calib: Tensor, batch_size: int = 4, prog
     try:
         with _progress(len(batches), "block influence", progress) as bar:
             for batch in batches:
-                model(batch)
+                model(batch, last_only=True)  # hooks see every layer; skip full-vocab logits
                 bar.update()
     finally:
         for h in handles:

@@ -224,7 +224,7 @@ def input_stats(model: Transformer, calib: Tensor, batch_size: int = 4, progress
     try:
         with _progress(len(batches), desc, progress) as bar:
             for batch in batches:
-                model(batch)
+                model(batch, last_only=True)  # hooks see every layer; skip full-vocab logits
                 bar.update()
     finally:
         for h in handles:
