@@ -33,6 +33,7 @@ from clone.runtime.device import DOMAINS, Clocks
 N_FEATURES = 7
 HIDDEN = 32
 DECODE_EVERY = 8
+SHIELD_MARGIN = 0.15
 FORMAT = "clone-dvfs-controller/1"
 
 
@@ -112,6 +113,10 @@ class ControllerSpec:
     mlp: MLP
     predictor: LengthPredictor | None = None
     meta: dict = field(default_factory=dict)
+    # Per action: reference-workload time over the time at max clocks (power table), per phase. The
+    # shield uses them to skip a setting its own estimate already says is too slow.
+    slow_prefill: list[float] = field(default_factory=list)
+    slow_decode: list[float] = field(default_factory=list)
 
     def save(self, directory: str | os.PathLike) -> Path:
         d = Path(directory)
@@ -120,7 +125,8 @@ class ControllerSpec:
                 "prefill_mask": self.prefill_mask, "decode_mask": self.decode_mask,
                 "speed": {"prefill": self.speed.prefill, "decode": self.speed.decode,
                           "slowdown_per_load": self.speed.slowdown_per_load},
-                "mlp": self.mlp.to_dict(), "n_params": self.mlp.n_params(), "meta": self.meta}
+                "mlp": self.mlp.to_dict(), "n_params": self.mlp.n_params(), "meta": self.meta,
+                "slow_prefill": self.slow_prefill, "slow_decode": self.slow_decode}
         fd, tmp = tempfile.mkstemp(prefix=".controller.", dir=d)
         with os.fdopen(fd, "w") as f:
             json.dump(body, f)
@@ -153,7 +159,12 @@ def load_controller(directory: str | os.PathLike, profile: Any = None, mode: str
         speed = SpeedRef(tuple(float(x) for x in sp["prefill"]), tuple(float(x) for x in sp["decode"]),
                          float(sp["slowdown_per_load"]))
         mlp = MLP.from_dict(raw["mlp"], len(actions))
-        spec = ControllerSpec(str(raw["profile"]), str(raw["mode"]), actions, pm, dm, speed, mlp, None, raw.get("meta", {}))
+        slow_p = [float(x) for x in raw.get("slow_prefill", [1.0] * len(actions))]
+        slow_d = [float(x) for x in raw.get("slow_decode", [1.0] * len(actions))]
+        if len(slow_p) != len(actions) or len(slow_d) != len(actions):
+            raise ValueError("slow_prefill/slow_decode do not match the actions")
+        spec = ControllerSpec(str(raw["profile"]), str(raw["mode"]), actions, pm, dm, speed, mlp, None,
+                              raw.get("meta", {}), slow_p, slow_d)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CloneError(f"{path}: corrupt DVFS controller ({exc})") from None
     pred = d / "length_predictor.json"
@@ -230,17 +241,39 @@ class ControllerPolicy:
             feasible = slack_s >= t_pre * slow
             progress = 0.0
         else:
-            dec_elapsed = state.elapsed_s - (state.ttft_s or 0.0)
-            steps_total = max(n, k + 1) - 1
-            left = max(steps_total - max(k - 1, 0), 1)
-            budget = tpot_t * max(steps_total, 1) - dec_elapsed
-            slack_s, per = budget / left, sp.token_s(P + k)
+            slack_s, per = self._decode_slack(state), sp.token_s(P + k)
             feasible = slack_s >= per * slow
             progress = min(k / max(n, 1), 2.0)
         slack = _clip(math.log2(max(slack_s, 1e-6) / per))
         x = np.array([load, 1.0 if phase == "decode" else 0.0, _clip(math.log2(ttft_t / t_pre)) / 4,
                       _clip(math.log2(tpot_t / t_tok)) / 4, math.log(max(n, 1)) / math.log(256), progress, slack / 4])
         return x, feasible
+
+    def _shield(self, phase: str, state: Any) -> np.ndarray:
+        """Actions whose estimated time (reference time x the action's slowdown x the co-runner's
+        slowdown at the current load, plus SHIELD_MARGIN) fits the slack; max clocks always passes."""
+        slow = self.spec.slow_prefill if phase == "prefill" else self.spec.slow_decode
+        if not slow:
+            return np.ones(len(self.actions), bool)
+        sp, P = self.spec.speed, max(state.prompt_tokens, 1)
+        load = 1.0 + sp.slowdown_per_load * (state.co_runner_load or 0.0)
+        if phase == "prefill":
+            budget = (state.ttft_target_ms or 1e12) / 1e3 - state.elapsed_s
+            ref = sp.prefill_s(P)
+        else:
+            budget, ref = self._decode_slack(state), sp.token_s(P + state.token_index)
+        ok = np.array([ref * f * load * (1 + SHIELD_MARGIN) <= budget for f in slow])
+        ok[self.fastest] = True
+        return ok
+
+    def _decode_slack(self, state: Any) -> float:
+        """Seconds per remaining decode step that keep mean TPOT on target over the predicted length."""
+        n, k = self._n_pred, state.token_index
+        tpot_t = (state.tpot_target_ms or 1e12) / 1e3
+        dec_elapsed = state.elapsed_s - (state.ttft_s or 0.0)
+        steps_total = max(n, k + 1) - 1
+        left = max(steps_total - max(k - 1, 0), 1)
+        return (tpot_t * max(steps_total, 1) - dec_elapsed) / left
 
     # ---------------------------------------------------------------- decisions
     def decide(self, state: Any) -> Clocks | None:
@@ -267,7 +300,7 @@ class ControllerPolicy:
             idx = self.fastest
         else:
             z, _ = self.spec.mlp.logits(x)
-            mask = self.masks[phase]
+            mask = self.masks[phase] & self._shield(phase, state)
             z = np.where(mask, z, -np.inf)
             if self.sample:
                 p = np.exp(z - z.max())

@@ -211,6 +211,21 @@ def run_trace(board: FastBoard, policy: Any, requests: Sequence[TraceRequest]) -
     return out
 
 
+def feasible_flags(board: FastBoard, requests: Sequence[TraceRequest], outs: Sequence[Outcome]) -> list[bool]:
+    """Per request of a run: could it have met both targets from the time it started? Judged by max clocks
+    from that start time (no switch needed), on the run's own timeline (policies shift start times, so
+    the co-runner load a request meets differs between runs); a request the run met counts as feasible."""
+    from clone.runtime.policies import MaxPolicy
+
+    pol = MaxPolicy()
+    pol.bind(board)
+    flags = []
+    for r, o in zip(requests, outs):
+        board.clocks = pol.target
+        flags.append(o.met or run_request(board, pol, r, o.start_s).met)
+    return flags
+
+
 @dataclass
 class Summary:
     policy: str

@@ -139,7 +139,9 @@ def train_controller(profile: Any, mode: str | None, board: FastBoard, table: Po
     top = tuple(profile.clock_choices(d, m.name)[-1] for d in DOMAINS)
     acts, pmask, dmask = action_set(table, top)
     spec = ControllerSpec(profile.name, m.name, acts, pmask, dmask, fit_speed_ref(board), MLP(len(acts), seed=cfg.seed),
-                          predictor, {"algorithm": "REINFORCE with leave-one-out baseline (RLOO)"})
+                          predictor, {"algorithm": "REINFORCE with leave-one-out baseline (RLOO)"},
+                          [table.time_s("prefill", a) / table.time_s("prefill", top) for a in acts],
+                          [table.time_s("decode", a) / table.time_s("decode", top) for a in acts])
     rng = np.random.default_rng(cfg.seed)
     reqs = list(requests)
     Ps = [estimate_prompt_tokens(r.prompt) for r in reqs]
