@@ -14,7 +14,6 @@ Usage: python experiments/bench_dvfs.py [--iterations N] [--trace FILE]
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import warnings
 
@@ -29,7 +28,7 @@ from clone.dvfs.requests import generate_dvfs_trace
 from clone.dvfs.shape import describe, resolve_shape
 from clone.dvfs.train import TrainConfig, train_controller
 from clone.profiles import load_board
-from clone.runtime.policies import GovernorPolicy, MaxPolicy, StaticPolicy
+from clone.runtime.policies import GovernorPolicy, MaxPolicy
 from clone.runtime.simboard import SimulatedBoard
 from clone.runtime.traces import load_trace
 

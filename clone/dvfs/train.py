@@ -17,7 +17,6 @@ annealed to zero; the greedy (argmax) policy is deployed.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
