@@ -257,3 +257,26 @@ def test_train_dvfs_cli_writes_model_dir(capsys, tmp_path):
     assert spec.predictor is not None and spec.mlp.n_params() < 1000
     assert make_policy("best-fixed", tmp_path / "m").name == "best-fixed"
     assert make_policy("clone", tmp_path / "m").name == "clone"
+
+
+def test_policies_drive_a_real_deployment(smollm2, tmp_path, capsys):
+    """The controller and the oracle through clone.runtime.deploy.Deployment with the real SmolLM2 on the
+    simulated board (the path `clone deploy --policy clone|oracle` takes)."""
+    from clone.costmodel import CostShape
+    from clone.model.checkpoint import save_checkpoint
+    from clone.runtime.backends import TorchBackend
+    from clone.runtime.deploy import Deployment
+
+    model_dir = save_checkpoint(smollm2.model, smollm2.tokenizer, tmp_path / "smollm2")
+    assert main(["train-dvfs", "--profile", NANO, "--iterations", "2", "--out", str(model_dir)]) == 0
+    capsys.readouterr()
+    shape = CostShape(smollm2.model.config)
+    reqs = [TraceRequest("Answer briefly: the capital of France is", 5, "chatbot", 1000.0, 200.0, 0.0, 4, "a"),
+            TraceRequest("List three points about this: once upon a time", 6, "chatbot", 300.0, 50.0, 0.2, 6, "b")]
+    for name in ("clone", "oracle", "best-fixed"):
+        board = SimulatedBoard(NANO, interference="websearch", seed=1)
+        pol = make_policy(name, model_dir)
+        with board, Deployment(TorchBackend(smollm2.model, max_len=64), smollm2.tokenizer, board, pol, shape) as dep:
+            recs = [dep.serve(r) for r in reqs]
+        assert all(r.met for r in recs), name
+        assert all(r.energy_J > 0 for r in recs)

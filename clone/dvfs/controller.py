@@ -69,6 +69,12 @@ def fit_speed_ref(board: Any) -> SpeedRef:
                     float(getattr(coef, "compute_coef", 1.9)))
 
 
+def shape_key(shape: Any) -> list:
+    """What the speed references depend on: layers, width, FFN widths, weight bits."""
+    c = shape.config
+    return [shape.n_layers, c.dim, sum(s.ffn_dim for s in c.layers), c.vocab_size, shape.weight_bits]
+
+
 class MLP:
     def __init__(self, n_actions: int, hidden: int = HIDDEN, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
@@ -201,9 +207,11 @@ class ControllerPolicy:
         self.infeasible = 0
         self.decision_s: list[float] = []
         self._n_pred = 1
+        self._P = 0
         self._last_load: float | None = None
         self._last_idx: int | None = None
         self._warned = False
+        self._warned_shape = False
 
     def bind(self, board: Any) -> None:
         prof = getattr(board, "profile", None)
@@ -211,6 +219,12 @@ class ControllerPolicy:
         if prof is not None and (prof.name != self.spec.profile or (mode and mode.lower() != self.spec.mode.lower())):
             raise CloneError(f"DVFS controller trained for {self.spec.profile} mode {self.spec.mode}, but the board is "
                              f"{prof.name} mode {mode} (retrain with clone train-dvfs --profile {prof.name})")
+        want, shape = self.spec.meta.get("shape_key"), getattr(board, "shape", None)
+        if want is not None and shape is not None and list(want) != shape_key(shape) and not self._warned_shape:
+            warnings.warn(f"DVFS controller was trained for another model shape ({self.spec.meta.get('shape', want)}); "
+                          "its latency estimates will be off (retrain with clone train-dvfs --out MODEL_DIR)",
+                          stacklevel=2)
+            self._warned_shape = True
         for a in self.spec.actions:
             for dname, f in zip(DOMAINS, a):
                 if not any(abs(f - x) < 1e-3 for x in board.available_MHz(dname)):
@@ -222,13 +236,13 @@ class ControllerPolicy:
         if self.use_true_length and true_n:
             return int(true_n)
         if self.spec.predictor is not None:
-            return self.spec.predictor.predict(getattr(state, "prompt", None), state.prompt_tokens, state.app_class,
+            return self.spec.predictor.predict(getattr(state, "prompt", None), self._P, state.app_class,
                                                state.max_new_tokens)
         return max(1, state.max_new_tokens // 2)
 
     def features(self, state: Any, phase: str) -> tuple[np.ndarray, bool]:
         """(feature vector, feasible) for a decision."""
-        sp, P = self.spec.speed, max(state.prompt_tokens, 1)
+        sp, P = self.spec.speed, self._P
         load = state.co_runner_load or 0.0
         slow = 1.0 + sp.slowdown_per_load * load
         n = self._n_pred
@@ -255,7 +269,7 @@ class ControllerPolicy:
         slow = self.spec.slow_prefill if phase == "prefill" else self.spec.slow_decode
         if not slow:
             return np.ones(len(self.actions), bool)
-        sp, P = self.spec.speed, max(state.prompt_tokens, 1)
+        sp, P = self.spec.speed, self._P
         load = 1.0 + sp.slowdown_per_load * (state.co_runner_load or 0.0)
         if phase == "prefill":
             budget = (state.ttft_target_ms or 1e12) / 1e3 - state.elapsed_s
@@ -280,7 +294,14 @@ class ControllerPolicy:
         t0 = time.perf_counter()
         ev = state.event
         if ev == "request_start":
+            from clone.dvfs.episode import prompt_tokens_of
+
+            self._P = prompt_tokens_of(state)
             self._n_pred = self.predicted_length(state)
+        elif state.prompt_tokens and state.prompt_tokens != self._P:  # deploy tokenizes after request_start
+            self._P = state.prompt_tokens
+            self._n_pred = self.predicted_length(state)
+        if ev == "request_start":
             phase = "prefill"
         elif ev == "prefill_end":
             phase = "decode"

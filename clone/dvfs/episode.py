@@ -132,6 +132,15 @@ class FastBoard:
         return self.table.power_W(phase, clocks)
 
 
+def prompt_tokens_of(state: Any) -> int:
+    """The prompt length a policy can use. clone deploy calls request_start before it tokenizes the
+    prompt (prompt_tokens is 0 there): fall back to the text estimate, else 1."""
+    if state.prompt_tokens:
+        return int(state.prompt_tokens)
+    text = getattr(state, "prompt", None)
+    return estimate_prompt_tokens(text) if text else 1
+
+
 def _state(board: FastBoard, req: TraceRequest, event: str, now: float, t0: float, phase: str, P: int, n_out: int,
            ttft: float | None, true_n: int) -> DvfsState:
     c = board.counters

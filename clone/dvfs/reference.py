@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from clone.dvfs.episode import FastBoard, Outcome, run_trace, summarize
+from clone.dvfs.episode import FastBoard, Outcome, prompt_tokens_of, run_trace, summarize
 from clone.dvfs.powertable import Setting
 from clone.errors import CloneError
 from clone.runtime.device import Clocks
@@ -69,7 +69,7 @@ class OraclePolicy:
     def decide(self, state: Any) -> Clocks | None:
         b = self._fast(state)
         load_at = b.interference.load_at
-        P = state.prompt_tokens
+        P = prompt_tokens_of(state)
         if state.event == "request_start":
             def prefill(s: Clocks, t: float) -> tuple[float, float]:
                 dt, e, _, _ = b.pass_cost(s, load_at(t), P, 0)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from clone.dvfs.controller import MLP, ControllerPolicy, ControllerSpec, fit_speed_ref
+from clone.dvfs.controller import MLP, ControllerPolicy, ControllerSpec, fit_speed_ref, shape_key
 from clone.dvfs.episode import FastBoard, Outcome, run_request
 from clone.dvfs.length import LengthPredictor
 from clone.dvfs.powertable import PowerTable
@@ -184,4 +184,5 @@ def train_controller(profile: Any, mode: str | None, board: FastBoard, table: Po
               "reward_after": after, "n_params": spec.mlp.n_params(), "actions": len(acts),
               "reward_history": [round(h, 4) for h in history]}
     spec.meta.update({k: v for k, v in report.items() if k != "reward_history"})
+    spec.meta["shape_key"] = shape_key(board.shape)
     return spec, report
