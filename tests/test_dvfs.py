@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import numpy as np
@@ -280,3 +281,24 @@ def test_policies_drive_a_real_deployment(smollm2, tmp_path, capsys):
             recs = [dep.serve(r) for r in reqs]
         assert all(r.met for r in recs), name
         assert all(r.energy_J > 0 for r in recs)
+
+
+def test_power_table_on_a_fake_jetson(tmp_path):
+    """The real-board path: the same measurement through JetsonBackend on a fake sysfs tree, whose power
+    rails read a fixed 9 W."""
+    from clone.dvfs.powertable import measure_power_table
+    from clone.runtime.jetson.backend import JetsonBackend
+    from clone.runtime.jetson.faketree import build_fake_board
+
+    fake = build_fake_board(NANO, 6, tmp_path / "root")
+    fake.set_power(9.0)
+    board = JetsonBackend(None, fake.root, handle_signals=False, sample_interval_s=0.01)
+    work = lambda: time.sleep(0.06)  # noqa: E731
+    settings = [(306.0, 3199.0, 115.2), (918.0, 3199.0, 1344.0)]
+    with board:
+        table = measure_power_table(board, work, work, settings, "sleep", mode="25W")
+    assert table.profile == NANO and len(table.rows) == 4
+    for (p, t) in table.rows.values():
+        assert p == pytest.approx(9.0, rel=0.05) and t >= 0.05
+    table.save(tmp_path / "j.csv")
+    assert load_power_table(tmp_path / "j.csv", load_board(NANO), "25W").rows.keys() == table.rows.keys()

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise CloneError(f"--device {args.device!r}: unknown device (allowed: sim:PROFILE, jetson)")
     board = parse_device(args.device, mode=args.mode)
     profile = board.profile
-    mode = board.mode.name if hasattr(board.mode, "name") else args.mode
+    sim_mode = getattr(board, "mode", None)  # a Jetson reports its nvpmodel mode instead
+    mode = sim_mode.name if sim_mode is not None else (args.mode or board.nvpmodel_mode() or profile.default_mode)
     settings = grid(profile, mode, args.cpu_steps or None)
     bar = lambda xs: tqdm(xs, desc="profile-power", unit="setting", file=sys.stderr)  # noqa: E731
     with board:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             table = measure_simulated(board, resolve_shape(args.shape, args.weight_bits), settings, progress=bar)
         else:  # pragma: no cover - a real board
             pre, dec, work = _real_runner(board, args.model)
-            table = measure_power_table(board, pre, dec, settings, work, progress=bar)
+            table = measure_power_table(board, pre, dec, settings, work, progress=bar, mode=mode)
     out = Path(args.out or f"power-{profile.name}-{table.mode}.csv")
     table.save(out)
     print(f"wrote {out}: {len(table.rows)} rows ({len(settings)} settings x prefill, decode) for {profile.name} "

@@ -165,12 +165,12 @@ def load_power_table(path: str | os.PathLike, profile: Any = None, mode: str | N
 
 def measure_power_table(board: Any, run_prefill: Callable[[], None], run_decode: Callable[[], None],
                         settings: Iterable[Setting], workload: str,
-                        progress: Callable[[Iterable], Iterable] = lambda x: x) -> PowerTable:
+                        progress: Callable[[Iterable], Iterable] = lambda x: x, mode: str | None = None) -> PowerTable:
     """Measure each setting on a device backend: apply the clocks, run the phase's reference work inside
     begin_phase/end_phase, and record energy / time. Works for any DeviceBackend whose end_phase
     reports energy (the simulated board; a Jetson samples its power rails)."""
     profile = getattr(board, "profile", None)
-    mode = getattr(getattr(board, "mode", None), "name", None) or getattr(board, "mode_name", "?")
+    mode = mode or getattr(getattr(board, "mode", None), "name", None) or "?"
     table = PowerTable(getattr(profile, "name", board.name), mode,
                        datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), board.name, workload)
     for s in progress(list(settings)):
