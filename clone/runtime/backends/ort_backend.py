@@ -71,7 +71,7 @@ class OrtBackend:
         self._ids = np.zeros((1, 1), dtype=np.int64)
         self._logits = np.zeros((1, 1, self.vocab_size), dtype=np.float32)
         self._pos = 0
-        self.reset(max_len)
+        self.reset(min(max_len, self.max_positions or max_len))
 
     def reset(self, max_len: int) -> None:
         import onnxruntime as ort

@@ -24,7 +24,7 @@ class TorchBackend:
         self._token = torch.zeros(1, 1, dtype=torch.long)
         self._hook: LayerHook | None = None
         self._installed = None
-        self.reset(max_len)
+        self.reset(min(max_len, model.config.max_seq_len))
 
     def reset(self, max_len: int) -> None:
         if max_len > self.model.config.max_seq_len:
