@@ -36,3 +36,11 @@ def test_quantized_model_uses_matmul_nbits_exactly(tmp_path):
     info = export_onnx(m, tmp_path / "q4.onnx", last_logits_only=True)
     assert info.n_matmul_nbits == 12 and info.n_matmul_float == 1  # fused qkv/gate-up; float lm_head
     assert verify_onnx(m, info.path, list(range(1, 12)), decode_steps=4) < 2e-3
+
+
+def test_smollm2_fp32_export_matches(tmp_path):
+    from clone.model.checkpoint import load_checkpoint
+
+    m = load_checkpoint("smollm2-135m").model
+    info = export_onnx(m, tmp_path / "smollm2.onnx", last_logits_only=True)
+    assert verify_onnx(m, info.path, list(range(100, 132)), decode_steps=2) < 1e-3
