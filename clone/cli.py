@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "serve",
     "profile_power",
     "train_dvfs",
+    "train_experts",
     "hw",
     "sweep",
     "plot",
