@@ -14,6 +14,10 @@ import torch
 from torch import Tensor, nn
 
 
+class _Done(Exception):
+    pass
+
+
 def embedding_layer(model: nn.Module) -> int:
     return max(0, (2 * len(model.layers)) // 3 - 1)
 
@@ -33,14 +37,16 @@ def embed_tokens(model: nn.Module, tokens: Tensor, layer: int | None = None, pre
     def hook(i: int, hidden: Tensor) -> None:
         if i == layer:
             captured["h"] = hidden.float().mean(dim=1)
+            raise _Done  # later layers and the LM head are not needed: stop the pass here
 
     saved = {p: dict(m.mix) for p, m in lora_modules(model).items()}
     for m in lora_modules(model).values():
         m.mix = {n: 0.0 for n in m.mix}
     model.layer_hooks.append(hook)
     try:
-        # Only layers up to `layer` are needed; run the full model for simplicity of the hook API.
         model(tokens, last_only=True)
+    except _Done:
+        pass
     finally:
         model.layer_hooks.remove(hook)
         for p, m in lora_modules(model).items():
