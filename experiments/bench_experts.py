@@ -21,7 +21,7 @@ from clone.data.calibration import calibration_samples
 from clone.experts import Router, load_experts, train_experts
 from clone.experts.embedding import embed_tokens
 from clone.experts.router import calibrate_temperature
-from clone.lora import set_mix
+from clone.lora import remove_lora, set_mix
 from clone.model.checkpoint import load_checkpoint
 
 DOMAINS = ["shakespeare", "bible", "fortunes", "techprose"]
@@ -49,14 +49,17 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=12, help="held-out windows per domain / mixed pair")
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--reuse", action="store_true", help="evaluate the experts already in --out")
     args = ap.parse_args()
     torch.manual_seed(0)
     ck = load_checkpoint(args.model)
     model, tok = ck.model.eval(), ck.tokenizer
     out = args.out or tempfile.mkdtemp(prefix="experts-")
-    t0 = time.perf_counter()
-    es = train_experts(model, tok, out, DOMAINS, args.steps)
-    print(f"trained {len(DOMAINS)} experts x {args.steps} steps (4 x 128 tokens) in {time.perf_counter() - t0:.0f} s")
+    if not args.reuse:
+        t0 = time.perf_counter()
+        train_experts(model, tok, out, DOMAINS, args.steps)
+        print(f"trained {len(DOMAINS)} experts x {args.steps} steps (4 x 128 tokens) in {time.perf_counter() - t0:.0f} s")
+        remove_lora(model)
     es = load_experts(model, out)  # the saved set, as a user would load it (adapters re-attached)
     names = es.names
     L = args.seq_len + 1
