@@ -20,7 +20,7 @@ def test_shipped_traces_load():
     assert len(files) >= 3
     for f in files:
         reqs = load_trace(f, p)
-        assert 8 <= len(reqs) <= 50
+        assert 8 <= len(reqs) <= 100
         assert all(r.ttft_ms and r.tpot_ms for r in reqs)
 
 
