@@ -7,7 +7,7 @@ DATA_STAMP := .data/.fetched
 SYS_STAMP := .data/.sysdeps
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench rtl synth test-rtl-full plots clean
+.PHONY: setup demo test bench bench-long rtl synth test-rtl-full plots clean
 
 setup: $(STAMP) $(SYS_STAMP) $(DATA_STAMP)
 
@@ -38,9 +38,20 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -x --timeout=900
 
+# Benchmarks print figures and ratios against a reference run in the same process (docs/*.md).
 bench: setup
 	$(PY) experiments/bench_engine.py
+	$(PY) experiments/bench_backends.py
+	$(PY) experiments/validate_costmodel.py
+	$(PY) experiments/motivation.py
+	$(PY) experiments/bench_deploy.py
+	$(PY) experiments/bench_dvfs.py
 	$(PY) experiments/bench_sim.py --no-scalesim
+
+# Longer benchmarks (tens of minutes each): the optimizer against its baselines, LoRA experts.
+bench-long: setup
+	$(PY) experiments/bench_optimize.py
+	$(PY) experiments/bench_experts.py
 
 rtl: setup
 	$(PY) -m hw.build verilog --out build/rtl
