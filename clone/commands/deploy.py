@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (a Jetson if found, else sim:jetson-orin-nano-8gb), "
                    "jetson, or sim:PROFILE")
     p.add_argument("--mode", default=None, help="power mode of the simulated board (default: the profile's)")
-    p.add_argument("--policy", default="max", help="max | governor | static:gpu=MHz,emc=MHz,cpu=MHz")
+    p.add_argument("--policy", default="max", help="max | governor | static:gpu=MHz,emc=MHz,cpu=MHz | clone | clone-true-length | oracle | "
+                   "best-fixed (clone and best-fixed read MODEL_DIR/dvfs/ from clone train-dvfs)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", help="JSONL request trace (clone.runtime.traces)")
     src.add_argument("--prompt", help="one prompt")
@@ -86,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from clone.runtime.deploy import Deployment, write_outputs
-    from clone.runtime.policies import make_policy
+    from clone.dvfs.registry import make_policy
     from clone.runtime.simboard import parse_device
     from clone.runtime.traces import TraceRequest, load_trace
 
     if args.max_new_tokens < 1:
         raise CloneError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    policy = make_policy(args.policy)  # cheap checks first: bad input fails before the model loads
+    policy = make_policy(args.policy, args.model_dir)  # cheap checks first: bad input fails before the model loads
     board = parse_device(args.device, mode=args.mode, interference=args.interference, seed=args.seed,
                          runtime=args.runtime)
     policy.bind(board)  # a frequency the board does not list fails here, before the model loads

@@ -29,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build(args: argparse.Namespace):
     from clone.commands.deploy import load_model
     from clone.runtime.deploy import Deployment
-    from clone.runtime.policies import make_policy
+    from clone.dvfs.registry import make_policy
     from clone.runtime.simboard import parse_device
 
     if not 0 <= args.port <= 65535:
         raise CloneError(f"--port {args.port}: must be in 0..65535")
-    policy = make_policy(args.policy)
+    policy = make_policy(args.policy, args.model_dir)
     board = parse_device(args.device, mode=args.mode, interference=args.interference, seed=args.seed)
     policy.bind(board)
     backend, tokenizer, shape = load_model(args.model_dir, args.backend, args.onnx, args.max_len)

@@ -242,12 +242,14 @@ class Deployment:
             self.board.advance_to(tr.arrival_s)
             self.board.end_phase()
             queue = max(self.board.now() - tr.arrival_s, 0.0)
+        # Tokenized here, not in the engine, so the request-start clock decision already knows the prompt length.
+        ids = self.tokenizer.encode(tr.prompt) if self.tokenizer is not None else None
         req = Request(prompt=tr.prompt, max_new_tokens=tr.max_new_tokens, ttft_target_ms=tr.ttft_ms,
                       tpot_target_ms=tr.tpot_ms, app_class=tr.app_class, temperature=temperature, top_k=top_k,
-                      seed=seed, id=tr.id)
+                      seed=seed, id=tr.id, prompt_ids=ids)
         self._req, self._phase, self._ntok, self._ttft, self._switches = req, "prefill", 0, None, 0
         self._expected = tr.expected_output_tokens
-        self._prompt_tokens = 0
+        self._prompt_tokens = len(ids) if ids else 0
         self._clock_time, self._clock_acc, self._load_acc = 0.0, [0.0, 0.0, 0.0], 0.0
         self._last_counters = self._counters() if self.sim else (0.0, 0.0, 0.0)
         start = self.board.now() if self.sim else time.perf_counter()
