@@ -38,7 +38,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="serve only the first N trace requests")
     p.add_argument("--out", default=None, help="directory for requests.csv, outputs.jsonl, summary.json")
     p.add_argument("--quiet", action="store_true", help="no per-request lines")
+    add_expert_args(p)
     p.set_defaults(func=run)
+
+
+def add_expert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experts", default=None, metavar="DIR",
+                   help="LoRA experts written by clone train-experts: each request is routed to a mixture of them")
+    p.add_argument("--route", default=None, help="with --experts: soft (default) | top1 | uniform")
+
+
+def check_expert_args(args: argparse.Namespace) -> None:
+    """Cheap checks of --experts / --route, before the model loads."""
+    from clone.experts.router import MODES
+
+    if args.route is not None and not args.experts:
+        raise CloneError("--route needs --experts DIR")
+    if args.route is not None and args.route not in MODES:
+        raise CloneError(f"--route {args.route!r} is not valid (allowed: {', '.join(MODES)})")
+    if not args.experts:
+        return
+    if args.backend != "torch":
+        raise CloneError("--experts needs --backend torch (the ONNX graph has no per-request LoRA mixing)")
+    if not (Path(args.experts) / "experts").is_dir():
+        raise CloneError(f"--experts {args.experts}: no experts/ directory (train one with clone train-experts)")
+
+
+def load_router(args: argparse.Namespace, backend: Any) -> Any:
+    """The request router over the experts in --experts, attached to the backend's model (None without
+    --experts). Expert shapes that do not fit the model fail here, before any request is served."""
+    from clone.experts import Router, RouterConfig
+
+    if not args.experts:
+        return None
+    router = Router.from_dir(backend.model, args.experts, args.route or "soft")
+    if not RouterConfig.load(args.experts).calibrated:
+        print(f"note: {args.experts}/router.json is missing, so the router is not calibrated (tau "
+              f"{RouterConfig.tau:g}, whole prompt); `clone train-experts MODEL --out DIR --recalibrate` writes it", file=sys.stderr)
+    print(f"routing each request ({router.mode}) over {len(router.experts.names)} LoRA experts "
+          f"{', '.join(router.experts.names)} (tau {router.tau:g}, chunk {router.chunk or 'whole prompt'}, "
+          f"embedding after layer {router.experts.layer + 1})", file=sys.stderr)
+    return router
+
+
+def fmt_weights(weights_json: str) -> str:
+    return " ".join(f"{k}:{v:.2f}" for k, v in json.loads(weights_json).items()) if weights_json else ""
 
 
 def load_model(model_dir: str, backend: str, onnx_path: str | None, max_len: int = 2048) -> tuple[Any, Any, Any]:
@@ -67,6 +111,12 @@ def load_model(model_dir: str, backend: str, onnx_path: str | None, max_len: int
         if not onnx.exists():
             raise CloneError(f"--backend onnx: {onnx} does not exist (export with clone optimize, or give --onnx FILE)")
         return OrtBackend(onnx, max_len=min(max_len, ckpt.model.config.max_seq_len)), ckpt.tokenizer, shape
+    if quant:  # serving speed over memory on the host: keep each packed layer's dequantized copy
+        from clone.quant.linear import QuantLinear
+
+        for m in ckpt.model.modules():
+            if isinstance(m, QuantLinear):
+                m.cache_weight(True)
     return TorchBackend(ckpt.model, max_len=min(max_len, ckpt.model.config.max_seq_len)), ckpt.tokenizer, shape
 
 
@@ -93,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens < 1:
         raise CloneError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    check_expert_args(args)
     policy = make_policy(args.policy, args.model_dir)  # cheap checks first: bad input fails before the model loads
     board = parse_device(args.device, mode=args.mode, interference=args.interference, seed=args.seed,
                          runtime=args.runtime)
@@ -114,11 +165,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     max_len = max(len(r.prompt) for r in requests) + max(r.max_new_tokens for r in requests) + 8
     backend, tokenizer, shape = load_model(args.model_dir, args.backend, args.onnx, max_len)
+    router = load_router(args, backend)
     if args.weight_bits:
         from dataclasses import replace
 
         shape = replace(shape, weight_bits=args.weight_bits)
-    with board, Deployment(backend, tokenizer, board, policy, shape) as dep:
+    with board, Deployment(backend, tokenizer, board, policy, shape, router=router) as dep:
         from tqdm import tqdm
 
         bar = tqdm(requests, desc="deploy", unit="req", file=sys.stderr, disable=len(requests) < 3)
@@ -128,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"{rec.id} {rec.app_class:16} prompt {rec.prompt_tokens:4d} out {rec.output_tokens:4d}  "
                            f"TTFT {rec.ttft_ms:8.1f} ms  TPOT {rec.tpot_ms:7.1f} ms  {rec.energy_J:7.2f} J  "
                            f"{rec.J_per_token:6.3f} J/tok  gpu {rec.gpu_MHz_mean:6.0f} emc {rec.emc_MHz_mean:6.0f}  "
-                           f"met {'yes' if rec.met else 'NO'}", file=sys.stderr)
+                           f"met {'yes' if rec.met else 'NO'}  {fmt_weights(rec.expert_weights)}".rstrip(), file=sys.stderr)
             if args.prompt and not args.quiet:
                 print(args.prompt + rec.text)
     summary = dep.summary()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clone.commands.deploy import add_expert_args
 from clone.errors import CloneError
 
 
@@ -23,22 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-len", type=int, default=2048, help="KV cache length (prompt + max_tokens)")
     p.add_argument("--threads", type=int, default=None)
+    add_expert_args(p)
     p.set_defaults(func=run)
 
 
 def build(args: argparse.Namespace):
-    from clone.commands.deploy import load_model
+    from clone.commands.deploy import check_expert_args, load_model, load_router
     from clone.runtime.deploy import Deployment
     from clone.dvfs.registry import make_policy
     from clone.runtime.simboard import parse_device
 
     if not 0 <= args.port <= 65535:
         raise CloneError(f"--port {args.port}: must be in 0..65535")
+    check_expert_args(args)
     policy = make_policy(args.policy, args.model_dir)
     board = parse_device(args.device, mode=args.mode, interference=args.interference, seed=args.seed)
     policy.bind(board)
     backend, tokenizer, shape = load_model(args.model_dir, args.backend, args.onnx, args.max_len)
-    return board, Deployment(backend, tokenizer, board, policy, shape)
+    return board, Deployment(backend, tokenizer, board, policy, shape, router=load_router(args, backend))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 DIR/experts/<domain>/ holds the adapter (adapter.safetensors, adapter_config.json, from clone.lora)
 plus embedding.safetensors: the domain's expert embedding, the mean request embedding
-(clone.experts.embedding) of k train-split windows, and the layer it was taken from.
+(clone.experts.embedding) of k train-split windows, the layer it was taken from and the pooling
+version (embeddings of an older pooling are refused: `clone train-experts --recalibrate` remakes them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from clone.errors import CloneError
-from clone.experts.embedding import embed_tokens, embedding_layer
+from clone.experts.embedding import POOLING_VERSION, embed_tokens, embedding_layer
 from clone.lora import load_adapter, read_adapter_config, recover, save_adapter
 
 DOMAINS = ("shakespeare", "bible", "fortunes", "techprose")
@@ -49,15 +50,22 @@ def domain_embedding(model: nn.Module, windows: Tensor, layer: int, prefix: int 
     return torch.cat([embed_tokens(model, windows[i:i + 8], layer, prefix) for i in range(0, len(windows), 8)]).mean(0)
 
 
+def expert_embedding(model: nn.Module, tokenizer, domain: str, k_embed: int = 32, seq_len: int = 128,
+                     seed: int = 0) -> Tensor:
+    """The domain's expert embedding: the mean request embedding of k seeded train-split windows."""
+    from clone.data.calibration import calibration_samples
+
+    windows = calibration_samples(tokenizer, domain, "train", k_embed, seq_len, seed + 1000)
+    return domain_embedding(model, windows, embedding_layer(model))
+
+
 def train_expert(model: nn.Module, tokenizer, domain: str, steps: int = 200, lr: float = 1e-3, *,
                  n_windows: int = 256, seq_len: int = 128, batch_size: int = 4, k_embed: int = 32,
                  seed: int = 0, progress: bool = True) -> Expert:
     """Train adapter `domain` (rank 8, alpha 16) on train-split windows; its embedding from k windows."""
     from clone.data.calibration import calibration_samples
 
-    layer = embedding_layer(model)
-    embed_windows = calibration_samples(tokenizer, domain, "train", k_embed, seq_len, seed + 1000)
-    emb = domain_embedding(model, embed_windows, layer)
+    emb = expert_embedding(model, tokenizer, domain, k_embed, seq_len, seed)
     windows = calibration_samples(tokenizer, domain, "train", n_windows, seq_len + 1, seed)
     t0 = time.perf_counter()
     res = recover(model, windows, steps, lr, batch_size=batch_size, name=domain, rank=8, alpha=16.0,
@@ -66,14 +74,28 @@ def train_expert(model: nn.Module, tokenizer, domain: str, steps: int = 200, lr:
 
 
 def save_expert(model: nn.Module, out_dir: str | os.PathLike, expert: Expert, layer: int) -> Path:
-    from safetensors.torch import save_file
-
     target = save_adapter(model, Path(out_dir) / "experts" / expert.name, expert.name,
                           metadata={"kind": "expert", "embedding_layer": layer, "steps": len(expert.losses)})
-    tmp = target / (EMBEDDING_FILE + ".tmp")
-    save_file({"embedding": expert.embedding.contiguous(), "layer": torch.tensor(layer)}, str(tmp))
-    tmp.rename(target / EMBEDDING_FILE)
+    write_embedding(target, expert.embedding, layer)
     return target
+
+
+def write_embedding(expert_dir: Path, embedding: Tensor, layer: int) -> None:
+    from safetensors.torch import save_file
+
+    tmp = expert_dir / (EMBEDDING_FILE + ".tmp")
+    save_file({"embedding": embedding.contiguous(), "layer": torch.tensor(layer),
+               "pooling_version": torch.tensor(POOLING_VERSION)}, str(tmp))
+    tmp.rename(expert_dir / EMBEDDING_FILE)
+
+
+def reembed_experts(model: nn.Module, tokenizer, out_dir: str | os.PathLike, k_embed: int = 32,
+                    seq_len: int = 128, seed: int = 0) -> None:
+    """Remake every expert's embedding with the current pooling (as train_expert makes it; adapters
+    untouched): for sets saved before the pooling changed."""
+    for d in _expert_dirs(Path(out_dir), None):
+        _check_shape(model, d)
+        write_embedding(d, expert_embedding(model, tokenizer, d.name, k_embed, seq_len, seed), embedding_layer(model))
 
 
 def train_experts(model: nn.Module, tokenizer, out_dir: str | os.PathLike, domains: Sequence[str] = DOMAINS,
@@ -105,28 +127,46 @@ def _expert_dirs(out_dir: Path, names: Sequence[str] | None) -> list[Path]:
     return dirs
 
 
-def load_experts(model: nn.Module, out_dir: str | os.PathLike, names: Sequence[str] | None = None) -> ExpertSet:
-    """Attach every expert under DIR/experts/ to `model`; shape mismatches name the expert."""
+def _check_shape(model: nn.Module, d: Path) -> None:
+    cfg = read_adapter_config(d)
+    shapes = [[s.n_heads, s.n_kv_heads, s.ffn_dim] for s in model.config.layers]
+    if cfg["dim"] != model.config.dim or cfg["base_layers"] != shapes:
+        why = (f"width {cfg['dim']} vs the model's {model.config.dim}" if cfg["dim"] != model.config.dim
+               else f"{len(cfg['base_layers'])} layers [heads, kv_heads, ffn] {cfg['base_layers'][:1]}... "
+                    f"vs the model's {len(shapes)} layers {shapes[:1]}...")
+        raise CloneError(f"expert {d.name!r} ({d}) was trained on another model shape: {why}")
+
+
+def read_embedding(model: nn.Module, d: Path) -> tuple[Tensor, int]:
+    """(embedding [dim], layer) of expert directory `d`, checked against the model and the pooling."""
     from safetensors.torch import load_file
 
-    out_dir = Path(out_dir)
-    shapes = [[s.n_heads, s.n_kv_heads, s.ffn_dim] for s in model.config.layers]
-    experts, layer = [], None
-    for d in _expert_dirs(out_dir, names):
-        cfg = read_adapter_config(d)
-        if cfg["dim"] != model.config.dim or cfg["base_layers"] != shapes:
-            why = (f"width {cfg['dim']} vs the model's {model.config.dim}" if cfg["dim"] != model.config.dim
-                   else f"{len(cfg['base_layers'])} layers [heads, kv_heads, ffn] {cfg['base_layers'][:1]}... "
-                        f"vs the model's {len(shapes)} layers {shapes[:1]}...")
-            raise CloneError(f"expert {d.name!r} ({d}) was trained on another model shape: {why}")
-        emb_path = d / EMBEDDING_FILE
-        if not emb_path.exists():
-            raise CloneError(f"expert {d.name!r}: {emb_path} is missing")
-        t = load_file(str(emb_path))
-        if t["embedding"].shape != (model.config.dim,):
-            raise CloneError(f"expert {d.name!r}: embedding has shape {tuple(t['embedding'].shape)}, "
-                             f"the model's width is {model.config.dim}")
-        layer = int(t["layer"]) if layer is None else layer
+    path = d / EMBEDDING_FILE
+    if not path.exists():
+        raise CloneError(f"expert {d.name!r}: {path} is missing")
+    t = load_file(str(path))
+    if t["embedding"].shape != (model.config.dim,):
+        raise CloneError(f"expert {d.name!r}: embedding has shape {tuple(t['embedding'].shape)}, "
+                         f"the model's width is {model.config.dim}")
+    if int(t.get("pooling_version", torch.tensor(1))) != POOLING_VERSION:
+        raise CloneError(f"expert {d.name!r}: embedding made with an older pooling; remake it with "
+                         f"`clone train-experts MODEL --out {d.parent.parent} --recalibrate`")
+    if not 0 <= int(t["layer"]) < len(model.layers):
+        raise CloneError(f"expert {d.name!r}: embedding layer {int(t['layer'])} is not a layer of the model")
+    return t["embedding"].float(), int(t["layer"])
+
+
+def load_experts(model: nn.Module, out_dir: str | os.PathLike, names: Sequence[str] | None = None) -> ExpertSet:
+    """Attach every expert under DIR/experts/ to `model`; shape mismatches name the expert. Everything
+    is checked before the first adapter is attached."""
+    dirs = _expert_dirs(Path(out_dir), names)
+    embs = []
+    for d in dirs:
+        _check_shape(model, d)
+        embs.append(read_embedding(model, d))
+    layers = {layer for _, layer in embs}
+    if len(layers) > 1:
+        raise CloneError(f"{out_dir}: experts embedded at different layers {sorted(layers)}")
+    for d in dirs:
         load_adapter(model, d, d.name)
-        experts.append(Expert(d.name, t["embedding"].float()))
-    return ExpertSet(experts, layer)
+    return ExpertSet([Expert(d.name, e) for d, (e, _) in zip(dirs, embs)], layers.pop())

@@ -81,6 +81,16 @@ class BoardMeter:
         self.pos = 0
         return self._pass(lambda: self.backend.prefill(tokens), len(tokens))
 
+    def partial_pass(self, run: Callable[[], Any], n: int, n_layers: int) -> Any:
+        """A side pass of `n` tokens through the first `n_layers` layers with no cache and no LM head
+        (the router's embedding pass): the board is charged for exactly those layers."""
+        self._n, self._kv = n, 0
+        out = run()
+        if not self.backend.supports_layer_hooks:
+            for i in range(n_layers):
+                self._layer(i)
+        return out
+
     def decode(self, token: int) -> Any:
         return self._pass(lambda: self.backend.decode(token), 1)
 
@@ -112,6 +122,7 @@ class RequestRecord:
     ttft_met: bool | None
     tpot_met: bool | None
     met: bool
+    expert_weights: str = ""  # JSON {expert: weight} chosen by the router for this request ("" without experts)
     text: str = ""
 
 
@@ -119,8 +130,12 @@ class Deployment:
     """One model on one device under one policy; `serve(request)` runs a request to completion."""
 
     def __init__(self, backend: Any, tokenizer: Any, board: Any, policy: Policy, shape: CostShape | None = None,
-                 expected_tokens: dict[str, int] | None = None) -> None:
-        self.board, self.policy, self.tokenizer = board, policy, tokenizer
+                 expected_tokens: dict[str, int] | None = None, router: Any = None) -> None:
+        """`router` (a clone.experts.Router on the backend's own model) sets each request's mixture of
+        LoRA experts before its prefill; its embedding pass is charged to the request."""
+        self.board, self.policy, self.tokenizer, self.router = board, policy, tokenizer, router
+        if router is not None and getattr(backend, "model", None) is not router.model:
+            raise CloneError(f"LoRA experts need the torch backend running the router's model (backend: {backend.name})")
         self.sim = is_simulated(board)
         if self.sim:
             if shape is None:
@@ -193,6 +208,19 @@ class Deployment:
     def _on_prefill_start(self, request: Request, n: int) -> None:
         self._prompt_tokens = n
         self.board.begin_phase("prefill")
+        if self.router is not None:
+            self._route(self.engine.prompt_ids(request))
+
+    def _route(self, ids: list[int]) -> None:
+        """Embed the prompt (base model up to the router's layer), set this request's mixture. Runs in
+        the prefill phase, so its board time counts in TTFT and its energy in prefill_J."""
+        import torch
+
+        r = self.router
+        tokens = torch.tensor([ids[: r.prefix]], dtype=torch.long)
+        w = self.meter.partial_pass(lambda: r.weights_for(tokens), len(tokens[0]), r.experts.layer + 1)
+        r.install(w)
+        self._weights = r.named_weights(w)
 
     def _on_prefill_end(self, request: Request, ttft_s: float) -> None:
         self._timed(lambda: self._prefill_end(ttft_s))
@@ -248,6 +276,7 @@ class Deployment:
                       tpot_target_ms=tr.tpot_ms, app_class=tr.app_class, temperature=temperature, top_k=top_k,
                       seed=seed, id=tr.id, prompt_ids=ids)
         self._req, self._phase, self._ntok, self._ttft, self._switches = req, "prefill", 0, None, 0
+        self._weights: dict[str, float] | None = None
         self._expected = tr.expected_output_tokens
         self._prompt_tokens = len(ids) if ids else 0
         self._clock_time, self._clock_acc, self._load_acc = 0.0, [0.0, 0.0, 0.0], 0.0
@@ -289,7 +318,8 @@ class Deployment:
             decode_J=dec.energy_J, energy_J=energy, J_per_token=energy / n if n else math.nan,
             gpu_MHz_mean=g, emc_MHz_mean=e, cpu_MHz_mean=c, clock_switches=self._switches,
             co_runner_load_mean=load, ttft_target_ms=tr.ttft_ms, tpot_target_ms=tr.tpot_ms,
-            ttft_met=res.ttft_met, tpot_met=res.tpot_met, met=res.met, text=res.text)
+            ttft_met=res.ttft_met, tpot_met=res.tpot_met, met=res.met, text=res.text,
+            expert_weights=json.dumps(self._weights) if self._weights is not None else "")
 
     def summary(self) -> dict[str, Any]:
         rs = self.records
@@ -313,10 +343,20 @@ class Deployment:
             "engine_wall_s": self.wall_s, "engine_overhead_s": self.overhead_s,
             "overhead_fraction_of_token_time": self.overhead_s / self.wall_s if self.wall_s else math.nan,
         }
+        if self.router is not None:
+            out["router"] = self._router_summary()
         if self.sim:
             out["board_time_s"] = self.board.now()
             out["board_energy_J_incl_idle"] = self.board.counters.energy_J
         return out
+
+
+    def _router_summary(self) -> dict[str, Any]:
+        r = self.router
+        ws = [json.loads(rec.expert_weights) for rec in self.records if rec.expert_weights]
+        mean = {n: statistics.fmean(w[n] for w in ws) for n in r.experts.names} if ws else {}
+        return {"mode": r.mode, "tau": r.tau if math.isfinite(r.tau) else "inf", "chunk": r.chunk, "prefix": r.prefix, "layer": r.experts.layer,
+                "experts": r.experts.names, "mean_weights": mean}
 
 
 def _frac(flags: list[bool | None]) -> float:
@@ -347,6 +387,13 @@ def write_outputs(records: list[RequestRecord], summary: dict[str, Any], out_dir
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in d.items()})
 
     atomic("requests.csv", w_csv)
-    atomic("outputs.jsonl", lambda f: f.writelines(json.dumps({"id": r.id, "text": r.text}) + "\n" for r in records))
+    atomic("outputs.jsonl", lambda f: f.writelines(json.dumps(_output(r)) + "\n" for r in records))
     atomic("summary.json", lambda f: json.dump(summary, f, indent=1))
+    return out
+
+
+def _output(r: RequestRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": r.id, "text": r.text}
+    if r.expert_weights:
+        out["expert_weights"] = json.loads(r.expert_weights)
     return out

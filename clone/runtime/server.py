@@ -139,6 +139,8 @@ def make_server(dep: Deployment, host: str = "127.0.0.1", port: int = 0, model_n
                                 "total_tokens": rec.prompt_tokens + rec.output_tokens}
                 out["clone"] = {"ttft_ms": rec.ttft_ms, "tpot_ms": rec.tpot_ms, "energy_J": rec.energy_J,
                                 "ttft_met": rec.ttft_met, "tpot_met": rec.tpot_met, "device": dep.board.name}
+                if rec.expert_weights:
+                    out["clone"]["expert_weights"] = json.loads(rec.expert_weights)
             return out
 
         def _stream(self, dep: Deployment, tr: TraceRequest, opts: dict, cid: str, created: int) -> None:
