@@ -203,4 +203,6 @@ class Transformer(nn.Module):
         return self.lm_head(self.norm(x))
 
     def param_count(self) -> int:
+        """Float parameter tensors only: packed low-bit weights are buffers, so a quantized model counts
+        less here; `config.param_count()` is the logical count."""
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

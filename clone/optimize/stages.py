@@ -19,13 +19,17 @@ CALIB_CORPUS = "shakespeare"
 
 class Stages:
     def __init__(self, ckpt: Checkpoint, recipe: Recipe, costs: CostEvaluator, work: Path,
-                 log: Callable[[str], None], progress: bool) -> None:
+                 log: Callable[[str], None], progress: bool, consume_base: bool = False) -> None:
+        """consume_base: `prune` may prune the checkpoint's model in place (the caller owns it and
+        needs no dense copy afterwards)."""
         self.ckpt, self.recipe, self.costs, self.work, self.log, self.progress = ckpt, recipe, costs, work, log, progress
         self.base = ckpt.model
+        self.dense_config = ckpt.model.config  # kept: in-place pruning replaces base.config
+        self.consume_base = consume_base
         self._calib: torch.Tensor | None = None
         self._eval: torch.Tensor | None = None
         self._importance = None
-        self.dense_eval_ppl: float | None = None
+        self._dense: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------------
     @property
@@ -46,11 +50,6 @@ class Stages:
             self._eval = tokenize_split(self.ckpt.tokenizer, CALIB_CORPUS, "validation")[: self.recipe.eval_tokens]
         return self._eval
 
-    def candidate_ppl(self, model: Transformer) -> float:
-        from clone.eval.perplexity import perplexity_of_tokens
-
-        return perplexity_of_tokens(model, self.eval_tokens, seq_len=self.recipe.seq_len, progress=False).ppl
-
     @property
     def importance(self):
         if self._importance is None:
@@ -67,12 +66,14 @@ class Stages:
         return baseline_ratios(method, self.base, target, self.calib, seed=self.recipe.seed)
 
     def evaluate(self, ratios: list[float]) -> dict[str, float]:
-        from clone.prune import prune_model
+        """Validation perplexity and predicted cost of one candidate, pruned layer by layer on the
+        fly (`pruned_perplexity`), so no second model is built per candidate."""
+        from clone.prune import pruned_config, pruned_perplexity
 
-        model = prune_model(self.base, ratios, importance=self.importance)
-        cost = self.costs.predict(model.config)
-        return {"ppl": self.candidate_ppl(model), "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s,
-                "energy_J": cost.energy_J}
+        config = pruned_config(self.base.config, ratios)
+        ppl = pruned_perplexity(self.base, config, self.importance, self.eval_tokens, self.recipe.seq_len).ppl
+        cost = self.costs.predict(config)
+        return {"ppl": ppl, "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s, "energy_J": cost.energy_J}
 
     def choose_ratios(self, target: float) -> tuple[list[float], dict[str, Any]]:
         r = self.recipe
@@ -113,10 +114,15 @@ class Stages:
 
     # -- transforms ---------------------------------------------------------------------------
     def prune(self, ratios: list[float]) -> Transformer:
-        from clone.prune import prune_model
+        """A pruned copy, or with `consume_base` the base itself pruned layer by layer (peak memory:
+        one model plus one layer instead of two models; the dense figures are taken first)."""
+        from clone.prune import prune_model, prune_model_inplace
 
+        self.dense_measures()  # before the model can change (in-place pruning, or quantizing an unpruned base)
         if not any(ratios):
             return self.base
+        if self.consume_base:
+            return prune_model_inplace(self.base, ratios, self.importance)
         return prune_model(self.base, ratios, importance=self.importance)
 
     def recover(self, model: Transformer):
@@ -163,20 +169,32 @@ class Stages:
                 "matmul_float": info.n_matmul_float, "max_abs_logit_diff": diff, "tolerance": tol}
 
     # -- measurement --------------------------------------------------------------------------
-    def measure(self, model: Transformer) -> dict[str, Any]:
+    def test_perplexity(self, model: Transformer):
+        """The report's protocol: Shakespeare test split, 512-token non-overlapping windows, the
+        first `test_tokens` tokens (the benchmark scores its baselines with this too)."""
         from clone.eval.perplexity import perplexity
+
+        return perplexity(model, self.ckpt.tokenizer, corpus=CALIB_CORPUS, split="test", seq_len=512,
+                          max_tokens=self.recipe.test_tokens or None, progress=self.progress)
+
+    def dense_measures(self) -> dict[str, Any]:
+        """Figures of the dense model, taken once and before any in-place pruning."""
+        if self._dense is None:
+            from clone.quant import model_nbytes
+
+            self._dense = {"ppl": self.test_perplexity(self.base).ppl, "params": self.base.config.param_count(),
+                           "bytes": model_nbytes(self.base)}
+        return self._dense
+
+    def measure(self, model: Transformer) -> dict[str, Any]:
         from clone.quant import model_nbytes
 
-        r = self.recipe
-        tok = self.ckpt.tokenizer
-        kw = dict(corpus=CALIB_CORPUS, split="test", seq_len=512, max_tokens=r.test_tokens or None,
-                  progress=self.progress)
-        dense = perplexity(self.base, tok, **kw)
-        opt = perplexity(model, tok, **kw)
+        dense = self.dense_measures()
+        opt = self.test_perplexity(model)
         return {
-            "perplexity": {"dense": dense.ppl, "optimized": opt.ppl, "protocol": opt.protocol()},
-            "params": {"dense": self.base.param_count(), "optimized": model.param_count()},
-            "bytes": {"dense_fp32": model_nbytes(self.base), "dense_fp16": self.base.param_count() * 2,
+            "perplexity": {"dense": dense["ppl"], "optimized": opt.ppl, "protocol": opt.protocol()},
+            "params": {"dense": dense["params"], "optimized": model.config.param_count()},
+            "bytes": {"dense_fp32": dense["bytes"], "dense_fp16": dense["params"] * 2,
                       "optimized": model_nbytes(model), "optimized_fp16_rest": deployed_bytes(model)},
             "predicted": {"dense_fp16": self.costs.dense.as_dict(),
                           "optimized": self.costs.predict(model.config).as_dict()},
@@ -193,7 +211,7 @@ class Stages:
         return {
             "checkpoint": self.ckpt.source,
             "target": {**self.costs.describe(), "target_ratio": target,
-                       "removed_fraction": removed_fraction(self.base.config, ratios)},
+                       "removed_fraction": removed_fraction(self.dense_config, ratios)},
             "recipe": self.recipe.to_dict(),
             "ratios": ratios,
             "search": search_info,
