@@ -62,5 +62,19 @@ synth: setup
 test-rtl-full: setup
 	CLONE_RTL_SIMS=icarus,verilator $(PY) -m pytest -q tests/hw
 
+# Every figure of docs/results.md: each sweep config of experiments/sweeps/ (table <name>.csv in
+# SWEEP_OUT, resumed if present), then its figures into FIG_OUT. PLOTS_QUICK=1 runs the configs' quick
+# variants (what tests/test_sweep.py checks); SWEEP_FLAGS=--fresh recomputes every point.
+SWEEP_OUT ?= out/sweeps
+FIG_OUT ?= docs/figures
+SWEEP_FLAGS ?=
+PLOTS_QUICK ?=
+plots: setup
+	@set -e; for c in experiments/sweeps/*.yaml; do \
+	  n=$$(basename $$c .yaml)$(if $(PLOTS_QUICK),.quick,); \
+	  $(PY) -m clone sweep $$c --out $(SWEEP_OUT) $(if $(PLOTS_QUICK),--quick,) $(SWEEP_FLAGS); \
+	  $(PY) -m clone plot $(SWEEP_OUT)/$$n.csv --out $(FIG_OUT); \
+	done
+
 clean:
 	rm -rf build out .pytest_cache
