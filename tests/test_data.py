@@ -183,14 +183,6 @@ def test_data_dir_default_and_override(monkeypatch, tmp_path):
     assert paths.data_dir() == tmp_path
 
 
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    target = tmp_path / "sub" / "file.txt"
-    paths.write_text_atomic(target, "hello")
-    paths.write_text_atomic(target, "again")
-    assert target.read_text() == "again"
-    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
-
-
 def test_missing_debian_packages_are_named(monkeypatch, tmp_path):
     monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
     monkeypatch.setattr(fetch, "FORTUNES_DIR", tmp_path / "no-fortunes")

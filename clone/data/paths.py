@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from clone.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401  (kept importable here)
 
 ENV_VAR = "CLONE_DATA_DIR"
 
@@ -22,20 +23,3 @@ def data_dir() -> Path:
     if (repo / "pyproject.toml").is_file() and (repo / "clone").is_dir():
         return repo / ".data"
     return Path.home() / ".cache" / "clone" / "data"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))

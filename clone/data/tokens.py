@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from clone.data.corpora import split_text
-from clone.data.paths import data_dir, write_bytes_atomic
+from clone.atomic import write_bytes_atomic
+from clone.data.paths import data_dir
 
 PROBE = "Tokenizer probe: The quick brown fox jumps over 13 lazy dogs; naïve café, 東京, \n\t<|end|> ..."
 

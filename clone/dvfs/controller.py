@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from clone.atomic import write_text_atomic
 from clone.dvfs.length import LengthPredictor
 from clone.errors import CloneError
 from clone.runtime.device import DOMAINS, Clocks
@@ -133,10 +133,7 @@ class ControllerSpec:
                           "slowdown_per_load": self.speed.slowdown_per_load},
                 "mlp": self.mlp.to_dict(), "n_params": self.mlp.n_params(), "meta": self.meta,
                 "slow_prefill": self.slow_prefill, "slow_decode": self.slow_decode}
-        fd, tmp = tempfile.mkstemp(prefix=".controller.", dir=d)
-        with os.fdopen(fd, "w") as f:
-            json.dump(body, f)
-        os.replace(tmp, d / "controller.json")
+        write_text_atomic(d / "controller.json", json.dumps(body))
         if self.predictor is not None:
             self.predictor.save(d / "length_predictor.json")
         return d / "controller.json"

@@ -9,13 +9,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from clone.atomic import write_text_atomic
 from clone.dvfs.requests import NUMBER_WORDS, estimate_prompt_tokens
 from clone.errors import CloneError
 from clone.runtime.traces import TraceRequest
@@ -89,12 +89,7 @@ class LengthPredictor:
             raise CloneError(f"{where}: not a length predictor ({exc})") from None
 
     def save(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f)
-        os.replace(tmp, p)
-        return p
+        return write_text_atomic(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LengthPredictor":

@@ -13,12 +13,12 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from clone.atomic import write_text_atomic
 from clone.errors import CloneError
 from clone.runtime.device import DOMAINS, Clocks
 
@@ -101,13 +101,7 @@ class PowerTable:
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.to_csv())
-        os.replace(tmp, p)
-        return p
+        return write_text_atomic(path, self.to_csv())
 
 
 def _setting(clocks: Setting | Clocks) -> Setting:

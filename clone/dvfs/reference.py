@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from clone.atomic import write_text_atomic
 from clone.dvfs.episode import FastBoard, Outcome, prompt_tokens_of, run_trace, summarize
 from clone.dvfs.powertable import Setting
 from clone.errors import CloneError
@@ -110,13 +110,8 @@ def best_fixed_clocks(board_factory: Any, settings: Sequence[Setting], requests:
 
 
 def save_best_fixed(directory: str | os.PathLike, setting: Setting, trace: str) -> Path:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".best_fixed.", dir=d)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"gpu_MHz": setting[0], "emc_MHz": setting[1], "cpu_MHz": setting[2], "trace": trace}, f)
-    os.replace(tmp, d / "best_fixed.json")
-    return d / "best_fixed.json"
+    body = {"gpu_MHz": setting[0], "emc_MHz": setting[1], "cpu_MHz": setting[2], "trace": trace}
+    return write_text_atomic(Path(directory) / "best_fixed.json", json.dumps(body))
 
 
 def load_best_fixed(directory: str | os.PathLike) -> StaticPolicy:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from clone.atomic import atomic_path
 from clone.errors import CloneError
 from clone.lora.adapter import LoRALinear, _set, adapter_names, lora_modules
 
@@ -43,17 +42,9 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
               "base_layers": [[s.n_heads, s.n_kv_heads, s.ffn_dim] for s in model.config.layers],
               "dim": model.config.dim, "metadata": metadata or {}}
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_path(target, directory=True) as tmp:
         save_file(tensors, str(tmp / "adapter.safetensors"))
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

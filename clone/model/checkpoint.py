@@ -11,13 +11,13 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clone.atomic import atomic_path
 from clone.errors import CloneError
 from clone.model.config import ModelConfig
 from clone.model.llama import Transformer
@@ -157,9 +157,7 @@ def save_checkpoint(model: Transformer, tokenizer: Tokenizer, directory: str | o
         raise CloneError("the model has LoRA adapters: merge them (clone.lora.merge_lora) or remove them "
                          "(clone.lora.remove_lora) before saving; adapters are saved with clone.lora.save_adapter")
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_path(target, directory=True) as tmp:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         if model.config.tie_embeddings:
             state.pop("lm_head.weight", None)
@@ -172,10 +170,4 @@ def save_checkpoint(model: Transformer, tokenizer: Tokenizer, directory: str | o
             config["quantization"] = record
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         tokenizer.save(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

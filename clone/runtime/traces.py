@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from clone.atomic import write_text_atomic
 from clone.errors import CloneError
 
 DEFAULT_MIX = {"chatbot": 0.4, "voice_assistant": 0.2, "code_completion": 0.2, "summarization": 0.2}
@@ -125,14 +125,7 @@ def load_trace(path: str | os.PathLike, profile: Any = None) -> list[TraceReques
 
 
 def save_trace(requests: Iterable[TraceRequest], path: str | os.PathLike) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for r in requests:
-            f.write(r.to_json() + "\n")
-    os.replace(tmp, p)
-    return p
+    return write_text_atomic(path, "".join(r.to_json() + "\n" for r in requests))
 
 
 def _corpus_words(corpus: str) -> list[str] | None:

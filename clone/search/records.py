@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clone.atomic import atomic_path
 from clone.errors import CloneError
 
 GRID = 0.001
@@ -154,17 +154,10 @@ class RecordTable:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".records-", suffix=".csv.tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                self.frame().to_csv(fh, index=False, float_format="%.10g")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
+            self.frame().to_csv(fh, index=False, float_format="%.10g")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def frame(self) -> pd.DataFrame:
         """The records as a DataFrame (ratios as the ';'-joined string column)."""
