@@ -31,17 +31,8 @@ from clone.model.checkpoint import load_checkpoint  # noqa: E402
 from clone.model.llama import Transformer  # noqa: E402
 from clone.runtime.backends import OrtBackend, TorchBackend  # noqa: E402
 
-
-def copy_bandwidth_GBps(mb: int = 256, repeats: int = 5) -> float:
-    """Read + write bytes per second of a large numpy copy."""
-    src = np.ones(mb * 2**20 // 8)
-    dst = np.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.nbytes / best / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import copy_bandwidth_GBps  # noqa: E402  (one memory-bound reference for both benches)
 
 
 def torch_weight_bytes(model: Transformer) -> int:
@@ -108,7 +99,6 @@ def main() -> int:
     model = load_checkpoint("smollm2-135m").model
     rng = np.random.default_rng(0)
     prompt = [int(t) for t in rng.integers(100, model.config.vocab_size - 100, args.prompt_len)]
-    rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="clone-bench-") as tmp:
         tmpd = Path(tmp)
         print("exporting ONNX models ...", file=sys.stderr)
