@@ -31,7 +31,13 @@ from typing import Any
 import yaml
 
 from clone.costmodel.base import CostShape, StepCost
-from clone.costmodel.roofline import NO_CONTENTION, Contention, RooflineCostModel, RuntimeCalibration, clock_values
+from clone.costmodel.roofline import (
+    NO_CONTENTION,
+    Contention,
+    RooflineCostModel,
+    RuntimeCalibration,
+    clock_values,
+)
 from clone.errors import CloneError
 
 OFFLOAD_PATH = Path(__file__).with_name("offload.yaml")
