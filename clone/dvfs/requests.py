@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from clone.runtime.traces import CLASS_LENGTHS, DEFAULT_MIX, TraceRequest, _SYNTH, _corpus_words, CORPUS_FOR_CLASS
+from clone.runtime.traces import CLASS_LENGTHS, DEFAULT_MIX, PromptText, TraceRequest
 
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "ten": 10}
 # (cue text, multiplier on the class median length). Estimates chosen to span 0.3x .. 2.5x.
@@ -36,22 +36,14 @@ def generate_dvfs_trace(n: int, seed: int = 0, rate_per_s: float = 0.25, profile
     probs = np.array([mix[c] for c in classes], float)
     probs /= probs.sum()
     rng = np.random.default_rng(seed)
-    words_cache: dict[str, list[str] | None] = {}
+    text = PromptText(use_corpora)
     out, t = [], 0.0
     for i in range(n):
         t += float(rng.exponential(1.0 / rate_per_s))
         cls = classes[int(rng.choice(len(classes), p=probs))]
         pw, ps, ow, _ = CLASS_LENGTHS.get(cls, (40, 0.7, 40, 0.7))
         n_words = int(min(max(rng.lognormal(math.log(pw), ps), 3), 400))
-        corpus = CORPUS_FOR_CLASS.get(cls, "fortunes")
-        if corpus not in words_cache:
-            words_cache[corpus] = _corpus_words(corpus) if use_corpora else None
-        words = words_cache[corpus]
-        if words:
-            s = int(rng.integers(0, len(words) - n_words))
-            body = " ".join(words[s:s + n_words])
-        else:
-            body = " ".join(rng.choice(_SYNTH, n_words))
+        body = text.body(rng, cls, n_words)
         kind = rng.random()
         if kind < 0.25:  # an explicit list
             k = int(rng.choice(list(NUMBER_WORDS.values())))

@@ -143,6 +143,25 @@ _SYNTH = ("the a of to and in board clock energy token model layer memory reques
           "device runs fast slow prompt answer question summary code function value").split()
 
 
+class PromptText:
+    """Prompt bodies for an application class: a seeded run of words from the class's corpus (test
+    split, so no training text leaks into traces), or synthetic words when the corpus is not fetched."""
+
+    def __init__(self, use_corpora: bool = True) -> None:
+        self.use_corpora = use_corpora
+        self._words: dict[str, list[str] | None] = {}
+
+    def body(self, rng: np.random.Generator, app_class: str, n_words: int) -> str:
+        corpus = CORPUS_FOR_CLASS.get(app_class, "fortunes")
+        if corpus not in self._words:
+            self._words[corpus] = _corpus_words(corpus) if self.use_corpora else None
+        words = self._words[corpus]
+        if words:
+            start = int(rng.integers(0, len(words) - n_words))
+            return " ".join(words[start:start + n_words])
+        return " ".join(rng.choice(_SYNTH, n_words))
+
+
 def generate_trace(n: int, seed: int = 0, rate_per_s: float = 0.5, profile: Any = None,
                    mix: dict[str, float] | None = None, max_prompt_words: int = 400,
                    max_new_tokens_cap: int = 256, use_corpora: bool = True) -> list[TraceRequest]:
@@ -154,7 +173,7 @@ def generate_trace(n: int, seed: int = 0, rate_per_s: float = 0.5, profile: Any 
     probs = np.array([mix[c] for c in classes], dtype=float)
     probs /= probs.sum()
     rng = np.random.default_rng(seed)
-    words_cache: dict[str, list[str] | None] = {}
+    text = PromptText(use_corpora)
     t = 0.0
     out = []
     for i in range(n):
@@ -164,15 +183,7 @@ def generate_trace(n: int, seed: int = 0, rate_per_s: float = 0.5, profile: Any 
         n_words = int(min(max(rng.lognormal(math.log(pw), ps), 3), max_prompt_words))
         expected = int(min(max(rng.lognormal(math.log(ow), os_), 4), max_new_tokens_cap))
         max_new = int(min(max_new_tokens_cap, max(expected, math.ceil(expected * 1.5))))
-        corpus = CORPUS_FOR_CLASS.get(cls, "fortunes")
-        if corpus not in words_cache:
-            words_cache[corpus] = _corpus_words(corpus) if use_corpora else None
-        words = words_cache[corpus]
-        if words:
-            start = int(rng.integers(0, len(words) - n_words))
-            body = " ".join(words[start:start + n_words])
-        else:
-            body = " ".join(rng.choice(_SYNTH, n_words))
+        body = text.body(rng, cls, n_words)
         lead = {"summarization": "Summarize: ", "code_completion": "Continue: ", "voice_assistant": "Answer briefly: "}
         prompt = lead.get(cls, "") + body
         ttft = tpot = None
