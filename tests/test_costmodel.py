@@ -122,11 +122,15 @@ def test_calibration_every_number_has_a_source(tmp_path):
         load_calibrations(str(bad))
 
 
-def test_accelerator_needs_registered_model(monkeypatch):
+def test_accelerator_gets_the_simulator_or_a_registered_model(monkeypatch):
     accel = load_profile("clone-accel-28nm")
+    from sim.costmodel import AcceleratorCostModel
+
+    assert isinstance(cost_model_for(accel), AcceleratorCostModel)
+    monkeypatch.setattr(cm_base, "_REGISTRY", {})
+    monkeypatch.setattr(cm_base, "load_accelerator_model", lambda: None)  # as if sim/ were absent
     with pytest.raises(CloneError, match="register_cost_model"):
         cost_model_for(accel)
-    monkeypatch.setattr(cm_base, "_REGISTRY", {})
     sentinel = object()
     register_cost_model("accelerator", lambda p: sentinel)
     assert cost_model_for(accel) is sentinel

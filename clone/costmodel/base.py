@@ -223,10 +223,21 @@ def register_cost_model(kind: str, factory: CostModelFactory) -> None:
     _REGISTRY[kind] = factory
 
 
+def load_accelerator_model() -> None:
+    """Import sim/, which registers the cycle-level simulator as the accelerator's cost model; a user
+    asking for the accelerator profile should not have to know that import."""
+    try:
+        import sim.costmodel  # noqa: F401
+    except ImportError:  # sim/ not installed beside clone: cost_model_for says what is missing
+        pass
+
+
 def cost_model_for(profile: object, runtime: str | None = None) -> CostModel:
     """The cost model for a loaded profile: the roofline model for boards, the registered simulator
-    model for the accelerator (a CloneError until sim/ registers one)."""
+    model for the accelerator (sim/ registers it when imported, which happens here on first use)."""
     kind = getattr(profile, "kind", None)
+    if kind == "accelerator" and kind not in _REGISTRY:
+        load_accelerator_model()
     if kind in _REGISTRY:
         return _REGISTRY[kind](profile)
     if kind == "board":
@@ -235,8 +246,8 @@ def cost_model_for(profile: object, runtime: str | None = None) -> CostModel:
         return RooflineCostModel(profile, runtime=runtime)
     if kind == "accelerator":
         raise CloneError(
-            f"profile {getattr(profile, 'name', '?')}: no cost model for the accelerator yet; "
-            "the hardware simulator (sim/) must register one with "
+            f"profile {getattr(profile, 'name', '?')}: no cost model for the accelerator: the hardware "
+            "simulator package sim/ is not importable; install it beside clone or register a model with "
             "clone.costmodel.register_cost_model('accelerator', factory)")
     raise CloneError(f"profile {getattr(profile, 'name', profile)!r}: unknown kind {kind!r} "
                      "(allowed: board, accelerator)")
