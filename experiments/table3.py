@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 import yaml
 
+from clone.atomic import atomic_path, write_text_atomic
 from clone.costmodel.coprocessor import ExpertMixture
 from clone.errors import CloneError
 
@@ -270,8 +271,6 @@ class Memo:
     def get(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.data:
             self.data[key] = make()
-            from clone.data.paths import write_text_atomic
-
             write_text_atomic(self.path, json.dumps(self.data, indent=1, default=float))
         return self.data[key]
 
@@ -362,14 +361,17 @@ class Lab:
         return (f"{p.corpus} {p.split} split, first {used:,} of {n:,} tokens, {p.seq_len_tokens}-token "
                 f"non-overlapping windows ({used // p.seq_len_tokens} windows), fp32 activations, BOS not prepended")
 
-    def val_ppl(self, ratios: list[float]) -> float:
+    def candidate(self, ratios: list[float]) -> dict:
+        """A search candidate pruned for real: validation perplexity and the shape it really got
+        (the cost model scores that shape, whatever rule turned ratios into widths)."""
         from clone.eval.perplexity import perplexity_of_tokens
         from clone.prune import prune_model
 
         s = self.cfg.search
         model = prune_model(self.ckpt.model, ratios, importance=self.importance("taylor"))
         val = self.tokens(self.cfg.perplexity.corpus, "validation")[: s.eval_tokens]
-        return perplexity_of_tokens(model, val, seq_len=s.eval_seq_len_tokens, progress=False).ppl
+        return {"ppl": perplexity_of_tokens(model, val, seq_len=s.eval_seq_len_tokens, progress=False).ppl,
+                "layers": layers_of(model.config)}
 
     # -- baselines
     def baseline_ratios(self, name: str) -> list[float]:
@@ -440,7 +442,7 @@ class Lab:
 
     def search(self, profile: str) -> dict:
         """clone.search.search on the real model, scored with this profile's cost model."""
-        from clone.prune import pruned_config, removed_fraction
+        from clone.prune import removed_fraction
         from clone.search.driver import search
         from clone.search.records import ratio_key
 
@@ -448,9 +450,9 @@ class Lab:
         costs = self.costs_for(profile)
 
         def evaluate(ratios: list[float]) -> dict[str, float]:
-            ppl = self.memo.get(f"val_ppl:{ratio_key(ratios)}", lambda: self.val_ppl(list(ratios)))
-            pred = costs.predict(pruned_config(self.dense, ratios))
-            return {"ppl": ppl, "ttft_s": pred.ttft_s, "tpot_s": pred.tpot_s, "energy_J": pred.energy_J}
+            got = self.memo.get(f"candidate:{ratio_key(ratios)}", lambda: self.candidate(list(ratios)))
+            pred = costs.predict(config_with(self.dense, got["layers"]))
+            return {"ppl": got["ppl"], "ttft_s": pred.ttft_s, "tpot_s": pred.tpot_s, "energy_J": pred.energy_J}
 
         baselines = {b: self.baseline_ratios(b) for b in BASELINES}
         res = search(self.dense.n_layers, lambda rs: removed_fraction(self.dense, rs), evaluate, baselines, t,
@@ -1096,13 +1098,10 @@ def run(cfg: Table3Config, out_dir: Path, doc: Path, log: Log) -> dict[str, Any]
     df = pd.DataFrame(results)
     ratios = ratio_table(df)
     check = paper_check(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_dir / "table3.csv", index=False)
-    ratios.to_csv(out_dir / "table3_ratios.csv", index=False)
-    pd.DataFrame(check).to_csv(out_dir / "table3_paper_check.csv", index=False)
-    text = write_markdown(cfg, df, ratios, check, entries, lab, time.perf_counter() - t0)
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    for name, frame in (("table3.csv", df), ("table3_ratios.csv", ratios), ("table3_paper_check.csv", pd.DataFrame(check))):
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    write_text_atomic(doc, write_markdown(cfg, df, ratios, check, entries, lab, time.perf_counter() - t0))
     log(f"wrote {out_dir}/table3*.csv and {doc} in {time.perf_counter() - t0:.0f} s")
     return {"results": df, "ratios": ratios, "check": check, "entries": entries}
 
