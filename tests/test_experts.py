@@ -150,7 +150,7 @@ def test_calibration_minimises_validation_loss_and_round_trips(smollm2, tmp_path
     router = Router(model, es, prefix=32)
     sets = validation_sets(smollm2.tokenizer, es.names, n=2, seq_len=33)
     assert sorted(sets) == ["shakespeare", "shakespeare+techprose", "techprose"]
-    cfg = calibrate(router, sets, taus=(0.1, 1.0, math.inf), chunks=(0, 16))
+    cfg = calibrate(router, sets, taus=(0.1, 1.0, math.inf), chunks=(0, 16), progress=False)
     best = min(cfg.scores, key=lambda r: r["nll"])
     assert (router.chunk, router.tau) == (cfg.chunk, cfg.tau) == (best["chunk"], best["tau"])
     assert [r["chunk"] for r in cfg.scores if math.isinf(r["tau"])] == [0]  # uniform scored once

@@ -56,17 +56,18 @@ def _objective(router: Router, sets: dict[str, Tensor], pooled: dict[str, tuple[
 
 
 def calibrate(router: Router, sets: dict[str, Tensor], taus: Sequence[float] = TAUS,
-              chunks: Sequence[int] = CHUNKS) -> RouterConfig:
+              chunks: Sequence[int] = CHUNKS, progress: bool = True) -> RouterConfig:
     """Grid-search (chunk, tau) for the soft router on `sets`; sets router.tau / router.chunk to the
     best and returns the config to save (all grid scores included, so the choice can be audited)."""
+    from tqdm import tqdm
+
     assert router.mode == "soft", "calibrate the soft router"
     states = {k: layer_states(router.model, w, router.experts.layer, router.prefix) for k, w in sets.items()}
+    grid = [(c, t) for c in chunks for t in taus if not (math.isinf(t) and c != chunks[0])]  # uniform: once
     scores: dict[tuple[int, float], float] = {}
-    for chunk in chunks:
+    for chunk, tau in tqdm(grid, desc="router calibration", unit="setting", disable=not progress):
         pooled = {k: pool_chunks(s, chunk) for k, s in states.items()}
-        for tau in taus:
-            if not (math.isinf(tau) and chunk != chunks[0]):  # uniform is the same for every chunking
-                scores[(chunk, tau)] = _objective(router, sets, pooled, tau)
+        scores[(chunk, tau)] = _objective(router, sets, pooled, tau)
     router.chunk, router.tau = min(scores, key=scores.get)
     n = len(next(iter(sets.values())))
     return RouterConfig(router.tau, router.chunk, router.prefix, True,
