@@ -62,9 +62,10 @@ synth: setup
 test-rtl-full: setup
 	CLONE_RTL_SIMS=icarus,verilator $(PY) -m pytest -q tests/hw
 
-# Every figure of docs/results.md: each sweep config of experiments/sweeps/ (table <name>.csv in
-# SWEEP_OUT, resumed if present), then its figures into FIG_OUT. PLOTS_QUICK=1 runs the configs' quick
-# variants (what tests/test_sweep.py checks); SWEEP_FLAGS=--fresh recomputes every point.
+# Every figure and table of docs/results.md: each sweep config of experiments/sweeps/ (table
+# <name>.csv in SWEEP_OUT, resumed if present), then its figures into FIG_OUT, then the paper's Table 3
+# (experiments/table3.py -> docs/table3.md). PLOTS_QUICK=1 runs the quick variants (what
+# tests/test_sweep.py checks); SWEEP_FLAGS=--fresh recomputes every point.
 SWEEP_OUT ?= out/sweeps
 FIG_OUT ?= docs/figures
 SWEEP_FLAGS ?=
@@ -75,6 +76,8 @@ plots: setup
 	  $(PY) -m clone sweep $$c --out $(SWEEP_OUT) $(if $(PLOTS_QUICK),--quick,) $(SWEEP_FLAGS); \
 	  $(PY) -m clone plot $(SWEEP_OUT)/$$n.csv --out $(FIG_OUT); \
 	done
+	@if test -f experiments/table3.py; then \
+	  $(PY) experiments/table3.py $(if $(PLOTS_QUICK),--quick --out $(SWEEP_OUT)/table3-quick,); fi
 
 clean:
 	rm -rf build out .pytest_cache

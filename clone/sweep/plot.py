@@ -254,7 +254,7 @@ def plot_pareto(df: pd.DataFrame) -> Any:
         ax.set_xlabel("mean request latency, TTFT + TPOT x (N-1) (s)")
         ax.set_ylabel("energy (J/token)")
         ax.set_title(f"{prof} ({_first(d, 'mode')})")
-        ax.legend(loc="best")
+        ax.legend(loc="upper center", ncol=2)
     fig.suptitle(f"{_first(df, 'model')} W{_first(df, 'weight_bits')}, trace {_first(df, 'trace')}, "
                  f"{_first(df, 'interference')} co-runner (simulated board)")
     fig.tight_layout()

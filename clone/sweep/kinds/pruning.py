@@ -13,8 +13,12 @@ Methods (ratios = which layer loses how much; importance = which heads/channels 
 | shortgpt | whole layers in increasing block influence | - |
 | flap | FLAP: standardised fluctuation, global ranking, its own attention/MLP split | fluctuation |
 
-Calibration windows come from the Shakespeare train split (as in `clone optimize`); the search
-scores candidates on the validation split; the table's perplexity is on `corpus`/`split`.
+`layer_split` (clone, uniform, random): `balanced` cuts a layer's attention and MLP at one fraction
+(docs/compression.md); `importance` ranks KV groups and FFN channels together by importance per
+parameter (clone.prune.shapes.shape_by_importance), which the search evaluates per candidate and is
+much slower to search with. Calibration windows come from the Shakespeare train split (as in `clone
+optimize`); the search scores candidates on the validation split; the table's perplexity is on
+`corpus`/`split`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ PARAMS = {
     "model": Param(str, "smollm2-135m"),
     "method": Param(str, choices=METHODS),
     "ratio": Param(float, doc="fraction of all parameters removed (embeddings included); 0 for dense"),
+    "layer_split": Param(str, "balanced", choices=("balanced", "importance"),
+                         doc="how a layer's ratio divides between KV groups and FFN channels (clone, uniform, random)"),
     "profile": Param(str, "jetson-orin-nano-8gb", doc="where latency and energy are predicted"),
     "mode": Param(str, None),
     "prompt_tokens": Param(int, 128),
@@ -73,13 +79,18 @@ def prepare(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recipe(p: dict[str, Any]) -> Any:
+    from dataclasses import fields
+
     from clone.optimize.recipe import Recipe
 
-    return Recipe(profile=p["profile"], mode=p["mode"], method="clone", target_ratio=p["ratio"] or None,
-                  importance="taylor", nsamples=p["calib_samples"], seq_len=p["calib_seq_len"], seed=p["seed"],
-                  prompt_tokens=p["prompt_tokens"], output_tokens=p["output_tokens"],
-                  eval_tokens=max(p["search_eval_tokens"], p["calib_seq_len"] + 1), n_explore=p["search_explore"],
-                  n_exploit=p["search_exploit"], n_generate=p["search_generate"], workers=1, fast=True, onnx=False)
+    kw = dict(profile=p["profile"], mode=p["mode"], method="clone", target_ratio=p["ratio"] or None,
+              importance="taylor", nsamples=p["calib_samples"], seq_len=p["calib_seq_len"], seed=p["seed"],
+              prompt_tokens=p["prompt_tokens"], output_tokens=p["output_tokens"],
+              eval_tokens=max(p["search_eval_tokens"], p["calib_seq_len"] + 1), n_explore=p["search_explore"],
+              n_exploit=p["search_exploit"], n_generate=p["search_generate"], workers=1, fast=True, onnx=False)
+    if "split" in {f.name for f in fields(Recipe)}:  # recipes before the split option prune balanced
+        kw["split"] = p["layer_split"]
+    return Recipe(**kw)
 
 
 @lru_cache(maxsize=4)
@@ -128,8 +139,16 @@ def _search(p: dict[str, Any], ctx: PointContext) -> tuple[list[float], dict[str
     return stages.choose_ratios(p["ratio"])
 
 
+def _shape(base: Any, ratios: list[float], scores: Any, split: str) -> Any:
+    """The pruned config for `ratios`: the balanced rule, or each layer's split by importance."""
+    from clone.prune.shapes import pruned_config
+
+    if split == "importance":
+        return pruned_config(base.config, ratios, importance=scores)
+    return pruned_config(base.config, ratios)
+
+
 def _prune(p: dict[str, Any], ctx: PointContext) -> tuple[Any, list[float], dict[str, Any]]:
-    from clone.prune import prune_model
     from clone.prune.baselines import flap_config
     from clone.prune.pruner import prune_to_config
 
@@ -149,7 +168,7 @@ def _prune(p: dict[str, Any], ctx: PointContext) -> tuple[Any, list[float], dict
     else:
         ratios = baseline(method, p["ratio"], p)
     scores = m.importance(p["model"], "random" if method == "random" else "taylor", *stats[1:])
-    return prune_model(base, ratios, importance=scores), ratios, info
+    return prune_to_config(base, _shape(base, ratios, scores, p["layer_split"]), scores), ratios, info
 
 
 def run(p: dict[str, Any], ctx: PointContext) -> dict[str, Any]:
