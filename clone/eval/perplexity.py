@@ -105,6 +105,15 @@ def _batches(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
         yield batch
 
 
+def window_nll(logits: torch.Tensor, inputs: torch.Tensor, w: Window) -> tuple[float, int]:
+    """(sum of negative log-likelihoods, tokens scored) of one window: logits [T, V] of the window's
+    inputs [T]; only tokens from w.score_from on count (float64 log-softmax)."""
+    # logits at position p predict the token at position p + 1
+    pred = logits[w.score_from - w.begin - 1: w.end - w.begin - 1].double()
+    target = inputs[w.score_from - w.begin:]
+    return F.cross_entropy(pred, target, reduction="sum").item(), target.numel()
+
+
 def _check_lengths(seq_len: int, stride: int | None, batch_size: int) -> int:
     if seq_len < 2:
         raise CloneError(f"perplexity: seq_len={seq_len}; must be at least 2")
@@ -159,11 +168,8 @@ def perplexity_of_tokens(
                 inputs = torch.stack([stream[w.begin:w.end] for w in batch]).to(device)
                 logits = _logits_of(model(inputs))
                 for row, w in enumerate(batch):
-                    # logits at position p predict the token at position p + 1
-                    pred = logits[row, w.score_from - w.begin - 1: w.end - w.begin - 1].double()
-                    target = inputs[row, w.score_from - w.begin:]
-                    nll_sum += F.cross_entropy(pred, target, reduction="sum").item()
-                    n_scored += target.numel()
+                    nll, n = window_nll(logits[row], inputs[row], w)
+                    nll_sum, n_scored = nll_sum + nll, n_scored + n
                 bar.update(len(batch))
                 bar.set_postfix(ppl=f"{math.exp(nll_sum / n_scored):.3f}")
     finally:

@@ -71,21 +71,55 @@ class ExportInfo:
     attention_layers: list[int] = field(default_factory=list)
 
 
-class _Graph:
-    """Collects nodes and initializers with unique names."""
+@dataclass
+class ExternalData:
+    """Initializers written straight to `<model>.data` as the graph is built, so the exported
+    weights never sit in memory next to the model's own (protobuf would hold a full copy, and
+    onnx.save_model's conversion to external data starts from that copy). Offsets are page-aligned
+    so onnxruntime can map the file instead of reading it."""
 
-    def __init__(self) -> None:
+    file: Any  # binary file object, opened for writing
+    location: str  # file name relative to the .onnx file
+    min_bytes: int = 1024  # smaller tensors stay inside the protobuf
+    align: int = 4096
+    offset: int = 0
+
+    def tensor(self, array: np.ndarray, name: str) -> onnx.TensorProto:
+        if array.nbytes < self.min_bytes:
+            return numpy_helper.from_array(np.ascontiguousarray(array), name)
+        pad = -self.offset % self.align
+        self.file.write(b"\0" * pad)
+        self.offset += pad
+        self.file.write(np.ascontiguousarray(array).data)
+        proto = onnx.TensorProto(name=name, dims=list(array.shape),
+                                 data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+        proto.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", self.location), ("offset", str(self.offset)), ("length", str(array.nbytes))):
+            entry = proto.external_data.add()
+            entry.key, entry.value = key, value
+        self.offset += array.nbytes
+        return proto
+
+
+class _Graph:
+    """Collects nodes and initializers with unique names (initializers go to `sink` if given)."""
+
+    def __init__(self, sink: ExternalData | None = None) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.names: set[str] = set()
         self.matmul_map: dict[str, list[tuple[str, int]]] = {}
         self.n_nbits = 0
         self.n_float = 0
+        self.sink = sink
 
     def init(self, name: str, array: np.ndarray) -> str:
         assert name not in self.names, name
         self.names.add(name)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if self.sink is not None:
+            self.inits.append(self.sink.tensor(array, name))
+        else:
+            self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def const_i64(self, name: str, values: Sequence[int]) -> str:
@@ -233,11 +267,13 @@ def _rope_tables(model: Transformer, max_positions: int) -> tuple[np.ndarray, np
 
 
 def build_graph(model: Transformer, *, opset: int = DEFAULT_OPSET, last_logits_only: bool = False,
-                accuracy_level: int = 0, max_positions: int | None = None) -> onnx.ModelProto:
-    """The ONNX model (in memory) for `model`; see the module docstring for its interface."""
+                accuracy_level: int = 0, max_positions: int | None = None,
+                sink: ExternalData | None = None) -> onnx.ModelProto:
+    """The ONNX model for `model` (weights inside, or written to `sink`); see the module docstring
+    for its interface."""
     cfg = model.config
     max_positions = int(max_positions or cfg.max_seq_len)
-    g = _Graph()
+    g = _Graph(sink)
     batch, seq, total, past = "batch", "sequence", "total_sequence", "past_sequence"
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, total])]
@@ -344,6 +380,32 @@ def save_model(proto: onnx.ModelProto, path: str | os.PathLike, external_data: b
     return path
 
 
+def export_nbytes(model: Transformer) -> int:
+    """About how many weight bytes the export holds: the model's tensors, plus a tied embedding's
+    second (transposed) copy as the lm_head MatMul weight."""
+    from clone.quant import model_nbytes
+
+    tied = model.lm_head.weight is model.embed_tokens.weight
+    return model_nbytes(model) + (model.embed_tokens.weight.numel() * 4 if tied else 0)
+
+
+def _export_streaming(model: Transformer, path: Path, kw: dict[str, Any]) -> Path:
+    """Build the graph with every initializer written to `<path>.data` as it is made, then save the
+    small protobuf; both files appear atomically (renamed from a temporary directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    data_name = path.name + ".data"
+    try:
+        with open(tmp / data_name, "wb") as f, torch.no_grad():
+            proto = build_graph(model, sink=ExternalData(f, data_name), **kw)
+        onnx.save_model(proto, str(tmp / path.name))
+        os.replace(tmp / data_name, path.parent / data_name)
+        os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 def export_onnx(model: Transformer, path: str | os.PathLike, opset: int = DEFAULT_OPSET, *,
                 last_logits_only: bool = False, bits: int | None = None, block_size: int = 128,
                 symmetric: bool = False, accuracy_level: int = 0, quantize_lm_head: bool = True,
@@ -359,16 +421,22 @@ def export_onnx(model: Transformer, path: str | os.PathLike, opset: int = DEFAUL
         raise CloneError(f"opset {opset} is too old (supported: 17 and later)")
     if bits is not None and bits not in (4, 8):
         raise CloneError(f"bits {bits} is not supported for ONNX export (supported: 4, 8)")
-    with torch.no_grad():
-        proto = build_graph(model, opset=opset, last_logits_only=last_logits_only, accuracy_level=accuracy_level,
-                            max_positions=max_positions)
-    if bits is not None:
-        meta = {p.key: p.value for p in proto.metadata_props}
-        proto = quantize_float_matmuls(proto, bits=bits, block_size=block_size, symmetric=symmetric,
-                                       accuracy_level=accuracy_level, exclude_lm_head=not quantize_lm_head)
-        del proto.metadata_props[:]
-        helper.set_model_props(proto, meta)
-    out = save_model(proto, path, external_data)
+    kw = dict(opset=opset, last_logits_only=last_logits_only, accuracy_level=accuracy_level, max_positions=max_positions)
+    if external_data is None:
+        external_data = export_nbytes(model) > EXTERNAL_DATA_THRESHOLD
+    if external_data and bits is None:  # the quantizer route below needs the weights in memory
+        out = _export_streaming(model, Path(path), kw)
+        proto = onnx.load(str(out), load_external_data=False)
+    else:
+        with torch.no_grad():
+            proto = build_graph(model, **kw)
+        if bits is not None:
+            meta = {p.key: p.value for p in proto.metadata_props}
+            proto = quantize_float_matmuls(proto, bits=bits, block_size=block_size, symmetric=symmetric,
+                                           accuracy_level=accuracy_level, exclude_lm_head=not quantize_lm_head)
+            del proto.metadata_props[:]
+            helper.set_model_props(proto, meta)
+        out = save_model(proto, path, external_data)
     ops = [n.op_type for n in proto.graph.node]
     size = out.stat().st_size + ((out.parent / (out.name + ".data")).stat().st_size
                                  if (out.parent / (out.name + ".data")).exists() else 0)
@@ -396,9 +464,12 @@ def _reference_model(model: Transformer, path: Path) -> Transformer:
     for them (float MatMuls quantized by onnxruntime's quantizer); the model itself otherwise."""
     import copy
 
-    proto = onnx.load(str(path), load_external_data=True)
+    proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     mapping: dict[str, list[list[Any]]] = json.loads(meta.get(META_MATMULS, "{}"))
+    if not any(n.op_type == "MatMulNBits" and n.output[0] in mapping for n in proto.graph.node):
+        return model  # no float MatMul was quantized by onnxruntime: the file holds the model's own weights
+    onnx.load_external_data_for_model(proto, str(path.parent))
     inits = {t.name: t for t in proto.graph.initializer}
     replaced: dict[str, np.ndarray] = {}
     for node in proto.graph.node:

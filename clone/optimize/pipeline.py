@@ -127,10 +127,12 @@ def optimize(checkpoint: str | Path | Checkpoint, recipe: Recipe, out_dir: str |
     work.mkdir(parents=True, exist_ok=True)
     from clone.optimize.stages import Stages
 
-    stages = Stages(ckpt, recipe, costs, work, log, progress)
+    # a checkpoint loaded here is ours to prune in place; one the caller passed in is left intact
+    stages = Stages(ckpt, recipe, costs, work, log, progress, consume_base=not isinstance(checkpoint, Checkpoint))
     try:
         ratios, search_info = steps.run(f"choose per-layer ratios ({recipe.method})",
                                         lambda: stages.choose_ratios(target))
+        steps.run("measure the dense model", stages.dense_measures)
         model = steps.run("prune", lambda: stages.prune(ratios))
         recovery = steps.run("LoRA recovery", lambda: stages.recover(model)) if recipe.recover_steps else None
         if recipe.bits < 16:

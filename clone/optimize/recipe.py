@@ -17,7 +17,8 @@ import yaml
 from clone.errors import CloneError
 
 METHODS = ("clone", "uniform", "random", "shortgpt", "flap", "none")
-IMPORTANCE = ("taylor", "magnitude", "activation", "random")
+IMPORTANCE = ("taylor", "magnitude", "activation", "fluctuation", "random")
+SPLITS = ("importance", "balanced")
 QUANT_METHODS = ("rtn", "gptq")
 BITS = (16, 8, 4)
 MAX_RATIO = 0.7  # strongest pruning the optimizer will apply before declaring a model unfit
@@ -30,6 +31,7 @@ class Recipe:
     method: str = "clone"
     target_ratio: float | None = None  # fraction of parameters to remove; derived from memory when None
     importance: str = "taylor"
+    split: str = "importance"  # how a layer's ratio divides between KV groups and FFN channels
     bits: int = 16
     group_size: int = 64  # 0 = per-channel; 64 divides SmolLM2's 576 and 1536 widths
     partial_groups: bool = False  # allow a group size that does not divide a width (shorter last group)
@@ -64,6 +66,8 @@ class Recipe:
             raise bad("method", self.method, ", ".join(METHODS))
         if self.importance not in IMPORTANCE:
             raise bad("importance", self.importance, ", ".join(IMPORTANCE))
+        if self.split not in SPLITS:
+            raise bad("split", self.split, ", ".join(SPLITS))
         if self.quant_method not in QUANT_METHODS:
             raise bad("quant_method", self.quant_method, ", ".join(QUANT_METHODS))
         if self.bits not in BITS:
@@ -141,4 +145,4 @@ def recipe_fields() -> list[dataclasses.Field]:
     return list(fields(Recipe))
 
 
-__all__ = ["BITS", "IMPORTANCE", "MAX_RATIO", "METHODS", "QUANT_METHODS", "Recipe", "load_recipe"]
+__all__ = ["BITS", "IMPORTANCE", "SPLITS", "MAX_RATIO", "METHODS", "QUANT_METHODS", "Recipe", "load_recipe"]

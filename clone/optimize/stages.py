@@ -60,6 +60,17 @@ class Stages:
         return self._importance
 
     # -- ratios -------------------------------------------------------------------------------
+    def pruned_config(self, ratios: list[float]):
+        """Shapes of the dense model pruned with `ratios` under the recipe's attention/MLP split."""
+        from clone.prune.shapes import pruned_config
+
+        imp = self.importance if self.recipe.split == "importance" else None
+        return pruned_config(self.dense_config, ratios, importance=imp)
+
+    def removed(self, ratios: list[float]) -> float:
+        """Fraction of the dense model's parameters that `ratios` removes (the search's budget)."""
+        return 1 - self.pruned_config(ratios).param_count() / self.dense_config.param_count()
+
     def baseline(self, method: str, target: float) -> list[float]:
         from clone.prune import baseline_ratios
 
@@ -68,9 +79,9 @@ class Stages:
     def evaluate(self, ratios: list[float]) -> dict[str, float]:
         """Validation perplexity and predicted cost of one candidate, pruned layer by layer on the
         fly (`pruned_perplexity`), so no second model is built per candidate."""
-        from clone.prune import pruned_config, pruned_perplexity
+        from clone.prune import pruned_perplexity
 
-        config = pruned_config(self.base.config, ratios)
+        config = self.pruned_config(ratios)
         ppl = pruned_perplexity(self.base, config, self.importance, self.eval_tokens, self.recipe.seq_len).ppl
         cost = self.costs.predict(config)
         return {"ppl": ppl, "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s, "energy_J": cost.energy_J}
@@ -82,7 +93,6 @@ class Stages:
             return [0.0] * n, {"method": "none"}
         if r.method != "clone":
             return self.baseline(r.method, target), {"method": r.method}
-        from clone.prune import removed_fraction
         from clone.search.driver import search
 
         baselines = {}
@@ -92,7 +102,7 @@ class Stages:
             except CloneError as exc:  # a baseline that cannot meet this target is skipped, not fatal
                 self.log(f"  baseline {name} skipped: {exc}")
         _ = self.importance  # computed once, before the workers start
-        res = search(n, lambda rs: removed_fraction(self.base.config, rs), self.evaluate, baselines, target,
+        res = search(n, self.removed, self.evaluate, baselines, target,
                      r.n_explore, r.n_exploit, r.n_generate, out_dir=self.work / "search", seed=r.seed,
                      workers=r.workers, fast=r.fast, budget=self.costs.budget, bounds=(0.0, 0.9 if target < 0.5 else 1.0),
                      progress=self.progress)
@@ -122,8 +132,8 @@ class Stages:
         if not any(ratios):
             return self.base
         if self.consume_base:
-            return prune_model_inplace(self.base, ratios, self.importance)
-        return prune_model(self.base, ratios, importance=self.importance)
+            return prune_model_inplace(self.base, ratios, self.importance, split=self.recipe.split)
+        return prune_model(self.base, ratios, importance=self.importance, split=self.recipe.split)
 
     def recover(self, model: Transformer):
         from clone.lora import merge_lora, recover, save_adapter
@@ -202,8 +212,6 @@ class Stages:
         }
 
     def report(self, ratios, target, search_info, recovery, onnx_info, measures, timings) -> dict[str, Any]:
-        from clone.prune import removed_fraction
-
         rec = None
         if recovery is not None:
             rec = {"steps": recovery.steps, "first_loss": recovery.first_loss, "last_loss": recovery.last_loss,
@@ -211,7 +219,7 @@ class Stages:
         return {
             "checkpoint": self.ckpt.source,
             "target": {**self.costs.describe(), "target_ratio": target,
-                       "removed_fraction": removed_fraction(self.dense_config, ratios)},
+                       "removed_fraction": self.removed(ratios)},
             "recipe": self.recipe.to_dict(),
             "ratios": ratios,
             "search": search_info,

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from clone.errors import CloneError
 from clone.model.config import LayerShape, ModelConfig
+
+if TYPE_CHECKING:
+    from clone.prune.importance import Importance, LayerScores
 
 
 def check_ratios(config: ModelConfig, ratios: Sequence[float]) -> list[float]:
@@ -67,18 +70,70 @@ def shape_for_ratio(config: ModelConfig, shape: LayerShape, ratio: float, ffn_mu
     return min(close, key=lambda c: (c[1], c[0]))[2]
 
 
-def pruned_config(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> ModelConfig:
-    """The config of the model `prune_model(model, ratios)` would return (no weights needed)."""
+def group_params(config: ModelConfig, shape: LayerShape) -> int:
+    """Parameters of one KV group: q rows of its query heads, k and v rows, o columns (and biases)."""
+    per = shape.n_heads // shape.n_kv_heads
+    return config.dim * config.head_dim * (2 * per + 2) + (config.head_dim * (per + 2) if config.qkv_bias else 0)
+
+
+def shape_by_importance(config: ModelConfig, shape: LayerShape, ratio: float, scores: "LayerScores",
+                        ffn_multiple: int = 1) -> LayerShape:
+    """The layer shape that removes `ratio` of the layer's parameters taking the units with the least
+    importance per parameter first (KV groups and FFN channels in one ranking, a greedy knapsack).
+
+    Why: the balanced rule cuts attention and MLP at one fraction, so on a model with few KV groups
+    (SmolLM2: 3) almost every pruned layer loses a third of its attention. With additive importance
+    scores (Taylor, magnitude, and the FLAP / Wanda-sp output metrics) score per parameter says which
+    kind is cheaper to lose, layer by layer; FLAP's global ranking mostly removes MLP channels too."""
+    if ratio <= 0.0:
+        return shape
+    if ratio >= 1.0:
+        return LayerShape(0, 0, 0)
+    d, m = config.dim, ffn_multiple
+    units: list[tuple[float, int, str, int]] = []  # (score per parameter, index, kind, cost)
+    if shape.n_kv_heads:
+        cost = group_params(config, shape)
+        units += [(float(v) / cost, j, "group", cost) for j, v in enumerate(scores.groups.tolist())]
+    if shape.ffn_dim:
+        units += [(float(v) / (3 * d), j, "channel", 3 * d) for j, v in enumerate(scores.channels.tolist())]
+    target = ratio * config.layer_params(shape)
+    slack = 1.5 * d * m  # half a block of channels
+    removed, gone = 0, {"group": 0, "channel": 0}
+    for _, _, kind, cost in sorted(units):
+        if removed + cost <= target + slack:
+            removed += cost
+            gone[kind] += 1
+    kv = shape.n_kv_heads - gone["group"]
+    ffn = shape.ffn_dim - gone["channel"]
+    if ffn != shape.ffn_dim and m > 1:
+        ffn = min(m * round(ffn / m), shape.ffn_dim - shape.ffn_dim % m)
+    per = shape.n_heads // shape.n_kv_heads if shape.n_kv_heads else 0
+    return LayerShape(kv * per, kv, ffn)
+
+
+def pruned_config(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1,
+                  importance: "Importance | None" = None) -> ModelConfig:
+    """The config of the model `prune_model(model, ratios)` would return (no weights needed). With
+    `importance`, each layer's split between KV groups and FFN channels follows the scores
+    (`shape_by_importance`, prune with split="importance"); otherwise the balanced rule."""
     values = check_ratios(config, ratios)
-    layers = [shape_for_ratio(config, s, r, ffn_multiple) for s, r in zip(config.layers, values)]
+    if importance is None:
+        layers = [shape_for_ratio(config, s, r, ffn_multiple) for s, r in zip(config.layers, values)]
+    else:
+        if len(importance.layers) != config.n_layers:
+            raise CloneError(f"importance has {len(importance.layers)} layers, the model has {config.n_layers}")
+        layers = [shape_by_importance(config, s, r, sc, ffn_multiple)
+                  for s, r, sc in zip(config.layers, values, importance.layers)]
     return dataclasses.replace(config, layers=layers, extra=dict(config.extra))
 
 
-def params_removed(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> int:
+def params_removed(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1,
+                   importance: "Importance | None" = None) -> int:
     """Parameters removed by pruning with `ratios`, after rounding to whole KV groups and channels."""
-    return config.param_count() - pruned_config(config, ratios, ffn_multiple).param_count()
+    return config.param_count() - pruned_config(config, ratios, ffn_multiple, importance).param_count()
 
 
-def removed_fraction(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1) -> float:
+def removed_fraction(config: ModelConfig, ratios: Sequence[float], ffn_multiple: int = 1,
+                     importance: "Importance | None" = None) -> float:
     """Removed parameters over the whole model's parameters (embeddings included, tied ones once)."""
-    return params_removed(config, ratios, ffn_multiple) / config.param_count()
+    return params_removed(config, ratios, ffn_multiple, importance) / config.param_count()

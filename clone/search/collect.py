@@ -130,16 +130,38 @@ def explore_vectors(space: RatioSpace, n: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+NOISE_LEVELS = (0.3, 0.15, 0.075)  # perturbation sizes, cycled: broad moves and local refinement
+
+
+def weighted_order(weights: Sequence[float], n: int) -> list[int]:
+    """n picks of indices in proportion to `weights`, spread evenly (smooth weighted round-robin),
+    deterministic: the allocation of perturbations to baselines."""
+    w = [max(0.0, float(x)) for x in weights]
+    total = sum(w)
+    if total <= 0:
+        return [i % len(w) for i in range(n)] if w else []
+    current = [0.0] * len(w)
+    picks = []
+    for _ in range(n):
+        current = [c + x for c, x in zip(current, w)]
+        j = max(range(len(w)), key=lambda i: (current[i], -i))
+        current[j] -= total
+        picks.append(j)
+    return picks
+
+
 def exploit_vectors(
-    space: RatioSpace, baselines: Mapping[str, Sequence[float]], n: int, seed: int, noise: float = 0.3
+    space: RatioSpace, baselines: Mapping[str, Sequence[float]], n: int, seed: int,
+    noise: float | Sequence[float] = NOISE_LEVELS, weights: Mapping[str, float] | None = None,
 ) -> list[tuple[str, np.ndarray]]:
     """The baselines (repaired to the target) then seeded perturbations of them, n in all.
 
-    A perturbation multiplies each ratio by exp(N(0, noise)) and adds N(0, noise * mean ratio / 3),
-    then repairs; perturbations go round-robin over the baselines. Sources: "exploit:<name>" and
-    "exploit:<name>+noise".
+    A perturbation multiplies each ratio by exp(N(0, s)) and adds N(0, s * mean ratio / 3), then
+    repairs; s cycles through `noise`. Perturbations go to the baselines in proportion to `weights`
+    (default: equal shares, round-robin). Sources: "exploit:<name>" and "exploit:<name>+noise".
     """
     rng = np.random.default_rng([seed, 2])
+    levels = [noise] if isinstance(noise, (int, float)) else list(noise)
     out: list[tuple[str, np.ndarray]] = []
     seen: set[str] = set()
     bases: list[tuple[str, np.ndarray]] = []
@@ -154,17 +176,32 @@ def exploit_vectors(
         if ratio_key(v) not in seen and len(out) < n:
             seen.add(ratio_key(v))
             out.append((f"exploit:{name}", v))
-    attempts = 0
-    while bases and len(out) < n and attempts < 20 * n + 20:
-        name, base = bases[attempts % len(bases)]
-        attempts += 1
-        scale = noise * max(float(np.mean(base)), GRID) / 3
-        raw = base * np.exp(rng.normal(0.0, noise, base.shape)) + rng.normal(0.0, scale, base.shape)
+    share = [1.0 if weights is None else float(weights.get(name, 0.0)) for name, _ in bases]
+    order = weighted_order(share, 20 * n + 20)
+    for attempts, j in enumerate(order):
+        if len(out) >= n:
+            break
+        name, base = bases[j]
+        s = levels[attempts % len(levels)]
+        scale = s * max(float(np.mean(base)), GRID) / 3
+        raw = base * np.exp(rng.normal(0.0, s, base.shape)) + rng.normal(0.0, scale, base.shape)
         v = space.repair(raw)
         if v is not None and ratio_key(v) not in seen:
             seen.add(ratio_key(v))
             out.append((f"exploit:{name}+noise", v))
     return out
+
+
+def rank_weights(table: RecordTable, firsts: Sequence[tuple[str, np.ndarray]], decay: float = 0.5) -> dict[str, float]:
+    """Perturbation shares of the baselines by the rank of their evaluated score: 1, 1/2, 1/4, ...
+    (baselines that failed get none), so exploitation searches mostly around the best ones."""
+    scored = []
+    for source, vec in firsts:
+        rec = table.get(ratio_key(vec))
+        if rec is not None and rec.ok:
+            scored.append((rec.score, source.split(":", 1)[1]))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return {name: decay ** rank for rank, (_, name) in enumerate(scored)}
 
 
 # --- evaluation in a worker pool -------------------------------------------------------------------
@@ -306,8 +343,13 @@ def collect(
     n_exploit: int,
     seed: int,
 ) -> list[RatioRecord]:
-    """Exploitation then exploration candidates, evaluated and appended to the table (resumable)."""
+    """Baselines first; then perturbations around them, most around the best-scoring ones
+    (`rank_weights`); then exploration. Evaluated and appended to the table (resumable: the shares
+    depend only on the baselines' records)."""
     space = evaluation.space
-    candidates = exploit_vectors(space, baselines, n_exploit, seed)
+    firsts = exploit_vectors(space, baselines, min(n_exploit, len(baselines)), seed)
+    done = evaluation.run(firsts, table, desc="evaluate baselines")
+    weights = rank_weights(table, firsts)
+    candidates = exploit_vectors(space, baselines, n_exploit, seed, weights=weights or None)
     candidates += [("explore", v) for v in explore_vectors(space, n_explore, seed)]
-    return evaluation.run(candidates, table, desc="collect ratio-score records")
+    return done + evaluation.run(candidates, table, desc="collect ratio-score records")
