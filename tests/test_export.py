@@ -44,3 +44,23 @@ def test_smollm2_fp32_export_matches(tmp_path):
     m = load_checkpoint("smollm2-135m").model
     info = export_onnx(m, tmp_path / "smollm2.onnx", last_logits_only=True)
     assert verify_onnx(m, info.path, list(range(100, 132)), decode_steps=2) < 1e-3
+
+
+def test_external_data_is_streamed_and_equals_the_inline_export(tmp_path):
+    """With external data the weights are written to <model>.data while the graph is built (never a
+    second in-memory copy); the file holds the same tensors and verifies the same."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = tiny()
+    ext = export_onnx(m, tmp_path / "ext.onnx", external_data=True)
+    inline = export_onnx(m, tmp_path / "inline.onnx", external_data=False)
+    assert (tmp_path / "ext.onnx.data").exists() and not (tmp_path / "inline.onnx.data").exists()
+    proto = onnx.load(str(ext.path), load_external_data=False)
+    big = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert big and all(int({e.key: e.value for e in t.external_data}["offset"]) % 4096 == 0 for t in big)
+    a = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(ext.path)).graph.initializer}
+    b = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(inline.path)).graph.initializer}
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert verify_onnx(m, ext.path, list(range(1, 12)), decode_steps=3) < tolerance_for(ext.path)

@@ -257,3 +257,54 @@ def test_ffn_multiple_keeps_pruned_widths_quantizable():
     assert pruned.param_count() == model.param_count() - params_removed(model.config, ratios, ffn_multiple=16)
     quantize_model(pruned, 4, 16)  # every pruned width (KV group = 48 columns) splits into whole groups
     assert pruned(x).isfinite().all()
+
+
+def test_layerwise_candidate_perplexity_and_inplace_pruning_match_prune_model():
+    """pruned_perplexity (the search's evaluator) and prune_model_inplace (clone optimize) compute
+    exactly what prune_model's new model computes, for both attention/MLP splits."""
+    import copy
+
+    from clone.eval.perplexity import perplexity_of_tokens
+    from clone.prune import prune_model_inplace, pruned_perplexity
+    from clone.prune.pruner import split_config
+
+    model = tiny_model(qkv_bias=True)
+    stream = tokens(1, 700).reshape(-1)
+    scores = compute_importance(model, "taylor", tokens())
+    ratios = [0.3, 1.0, 0.0, 0.5, 0.2, 0.6]
+    for split in ("balanced", "importance"):
+        pruned = prune_model(model, ratios, importance=scores, split=split)
+        want = perplexity_of_tokens(pruned, stream, seq_len=64, progress=False)
+        got = pruned_perplexity(model, split_config(model, ratios, scores, split), scores, stream, 64, chunk_tokens=150)
+        assert got.ppl == pytest.approx(want.ppl, rel=1e-5) and got.protocol() == want.protocol()
+        inplace = prune_model_inplace(copy.deepcopy(model), ratios, scores, split=split)
+        with torch.no_grad():
+            assert inplace.config == pruned.config and torch.equal(inplace(tokens()), pruned(tokens()))
+    assert model.config == tiny_model(qkv_bias=True).config  # the base is untouched
+
+
+def test_importance_split_removes_the_cheapest_units_per_parameter_first():
+    from clone.prune import Importance, LayerScores
+    from clone.prune.shapes import group_params, shape_by_importance
+
+    cfg = tiny_model().config
+    shape = cfg.layers[0]  # 6 heads in 2 KV groups, 96 channels
+    strong_attn = LayerScores(torch.tensor([1e6, 1e6], dtype=torch.float64), torch.rand(96, dtype=torch.float64))
+    got = shape_by_importance(cfg, shape, 0.3, strong_attn)
+    assert got.n_kv_heads == 2 and got.ffn_dim < 96  # only channels go
+    weak_attn = LayerScores(torch.tensor([1e-9, 5.0], dtype=torch.float64), torch.ones(96, dtype=torch.float64))
+    got = shape_by_importance(cfg, shape, 0.3, weak_attn)
+    assert got.n_kv_heads == 1 and got.n_heads == 3  # the nearly dead group goes first
+    for scores in (strong_attn, weak_attn):
+        got = shape_by_importance(cfg, shape, 0.3, scores)
+        removed = cfg.layer_params(shape) - cfg.layer_params(got)
+        assert abs(removed - 0.3 * cfg.layer_params(shape)) <= 1.5 * 3 * cfg.dim
+    assert group_params(cfg, shape) == cfg.dim * cfg.head_dim * (2 * 3 + 2)
+    imp = Importance("x", [strong_attn] * cfg.n_layers)
+    assert pruned_config(cfg, [0.3] * cfg.n_layers, importance=imp).layers[0] == shape_by_importance(cfg, shape, 0.3, strong_attn)
+    from clone.prune.pruner import split_config
+
+    with pytest.raises(CloneError, match="needs importance"):
+        split_config(tiny_model(), [0.3] * 6, None, "importance")
+    with pytest.raises(CloneError, match="unknown split"):
+        split_config(tiny_model(), [0.3] * 6, imp, "even")

@@ -240,3 +240,16 @@ def test_rerun_of_finished_search_evaluates_nothing_and_generation_is_determinis
     assert len(calls) == n_calls  # nothing evaluated again: same candidates regenerated, all found in the table
     assert [r.key for r in second.generated] == [r.key for r in first.generated]
     assert second.best.key == first.best.key
+
+
+def test_exploitation_perturbs_mostly_around_the_best_baseline(tmp_path):
+    from clone.search.collect import rank_weights, weighted_order
+
+    assert weighted_order([1.0, 0.5, 0.25], 7).count(0) == 4 and weighted_order([0, 0], 3) == [0, 1, 0]
+    ev = Evaluation(synthetic_eval, space(), Budget(), progress=False)
+    table = RecordTable.open(tmp_path, L)
+    collect(ev, table, BASELINES, 0, 14, seed=0)
+    weights = rank_weights(table, exploit_vectors(space(), BASELINES, 2, 0))
+    assert weights == {"exempt": 1.0, "uniform": 0.5}  # the exempt profile scores better here
+    sources = [r.source for r in table.records]
+    assert sources.count("exploit:exempt+noise") == 8 and sources.count("exploit:uniform+noise") == 4

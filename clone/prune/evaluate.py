@@ -37,7 +37,7 @@ def _chunks(stream: Tensor, windows: list[Window], chunk_tokens: int) -> list[tu
     return out
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the model's cached RoPE tables must stay usable by autograd
 def pruned_perplexity(model: Transformer, config: ModelConfig, importance: Importance | None, tokens: Tensor,
                       seq_len: int, *, chunk_tokens: int = CHUNK_TOKENS, corpus: str = "tokens",
                       split: str = "given") -> PerplexityResult:
