@@ -61,7 +61,8 @@ def execute(kind_name: str, params: dict[str, Any], point_id: str, work_dir: str
         error = ""
     except Exception as exc:  # noqa: BLE001  (any failure of a point is data for the table)
         results = {}
-        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}" or type(exc).__name__
+        text = " ".join(str(exc).split())
+        error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         print(f"sweep point {point_id} failed:\n{traceback.format_exc(limit=4)}", file=sys.stderr)
     return {"results": results, "error": error, "elapsed_s": round(time.perf_counter() - t0, 3)}
 
