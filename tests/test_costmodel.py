@@ -146,3 +146,18 @@ def test_bad_inputs(nano):
         Workload(0, 8)
     with pytest.raises(CloneError, match="unknown runtime"):
         cost_model_for(nano, runtime="nope")
+
+
+def test_removed_layer_costs_nothing(nano):
+    from dataclasses import replace as dc_replace
+
+    m = RooflineCostModel(nano)
+    dense = gemma()
+    layers = list(dense.config.layers)
+    layers[1] = LayerShape(0, 0, 0)
+    cut = CostShape(dc_replace(dense.config, layers=layers), weight_bits=dense.weight_bits)
+    c = clocks(918, 3199)
+    assert m.step(cut, 1, 1, 64, c).time_s == 0.0
+    per_layer = m.step(dense, 1, 1, 64, c).time_s
+    saved = m.predict(dense, Workload(64, 16), c).tpot_s - m.predict(cut, Workload(64, 16), c).tpot_s
+    assert saved == pytest.approx(per_layer, rel=0.05)

@@ -252,6 +252,10 @@ class RooflineCostModel:
                               self.cal.kernel_gap_us_per_layer, clocks, contention)
         if not 0 <= layer < shape.n_layers:
             raise CloneError(f"cost model step: layer {layer} out of range (model has {shape.n_layers})")
+        s = shape.config.layers[layer]
+        if not s.n_heads and not s.ffn_dim:  # a removed layer (ShortGPT) launches no kernels at all
+            return StepCost(time_s=0.0, energy_J=0.0, flops=0.0, bytes=0.0, compute_s=0.0, memory_s=0.0,
+                            host_s=0.0, gpu_util=0.0, emc_util=0.0, cpu_util=0.0, gpu_busy=0.0)
         return self._cost(self.layer_work(shape, layer, n_new, kv_len), self.cal.host_us_per_layer,
                           self.cal.kernel_gap_us_per_layer, clocks, contention)
 
