@@ -27,7 +27,8 @@ PROFILES = {"jetson-orin-nx-16gb", "jetson-orin-nano-8gb"}
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def cell(df: pd.DataFrame, profile: str, workload: str, method: str, col: str) -
 
 
 def test_quick_table_has_every_row_and_column(quick):
-    out, df, ratios = quick
+    out, df, _ = quick
     assert COLUMNS <= set(df.columns)
     assert set(df.profile) == PROFILES
     assert set(df.workload) == {"shakespeare", "shakespeare-prefill", "trace"}
@@ -78,9 +79,10 @@ def test_quick_ratios_are_consistent(quick):
             assert cell(df, p, w, "clone-int4-dvfs", "energy_J") < cell(df, p, w, "clone-int4", "energy_J")
             assert cell(df, p, w, "clone", "energy_J") < cell(df, p, w, "uniform", "energy_J")
     # the Nano offloads to NVMe, the NX only copies inside DRAM
-    nx, nano = sorted(PROFILES)[1], sorted(PROFILES)[0]
-    r = lambda p: cell(df, p, "shakespeare", "flexgen", "latency_s") / cell(df, p, "shakespeare", "dense", "latency_s")  # noqa: E731
-    assert r(nano) > 2 * r(nx)
+    def slowdown(p: str) -> float:
+        return cell(df, p, "shakespeare", "flexgen", "latency_s") / cell(df, p, "shakespeare", "dense", "latency_s")
+
+    assert slowdown("jetson-orin-nano-8gb") > 2 * slowdown("jetson-orin-nx-16gb")
     for _, row in ratios.iterrows():
         b = cell(df, row.profile, row.workload, row.baseline, "latency_s")
         c = cell(df, row.profile, row.workload, row.clone, "latency_s")

@@ -24,7 +24,6 @@ Two compositions (docs/table3.md discusses both):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,10 +229,6 @@ class HostedAcceleratorCostModel:
     def describe(self) -> dict[str, Any]:
         return {"point": self.point, "host_clocks": self.host_clocks,
                 "link_GBps": self.acc.bandwidth_GBps, "array": f"{self.acc.params.n}x{self.acc.params.n}"}
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 __all__ = ["ExpertMixture", "ExpertMixtureCostModel", "HostedAcceleratorCostModel", "Lpu", "LpuCall", "adapted",
