@@ -272,3 +272,16 @@ def test_deploy_experts_bad_input_one_line(capsys, tmp_path):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("clone deploy: error:") and pattern in err[0], err
         assert "another model shape" in err[0] or extra != ["--experts", str(tiny)]
+
+
+def test_old_pooling_refused_until_reembedded(smollm2, tmp_path):
+    from safetensors.torch import save_file
+
+    from clone.experts.expert_set import reembed_experts
+
+    d = _tiny_experts(tmp_path) / "experts" / "shakespeare"
+    save_file({"embedding": torch.randn(64), "layer": torch.tensor(1)}, str(d / "embedding.safetensors"))
+    with pytest.raises(CloneError, match=r"expert 'shakespeare'.*older pooling.*--recalibrate"):
+        load_experts(_model(), tmp_path)
+    reembed_experts(_model(), smollm2.tokenizer, tmp_path, k_embed=2, seq_len=16)
+    assert load_experts(_model(), tmp_path).names == ["shakespeare", "techprose"]
