@@ -12,6 +12,7 @@ uniform logits scores exactly the vocabulary size).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -37,8 +38,13 @@ class PerplexityResult:
     corpus: str
     split: str
     n_tokens_evaluated: int | None = None  # tokens actually read, when max_tokens cut the stream
+    spread: bool = False  # windows evenly spaced over the whole split instead of its first tokens
 
     def protocol(self) -> str:
+        if self.spread:
+            return (f"{self.corpus} {self.split} split, {self.n_windows:,} windows of {self.seq_len} tokens evenly "
+                    f"spaced over its {self.n_tokens_total:,} tokens, {self.n_tokens_scored:,} tokens scored "
+                    "(the first of each window is context only), BOS not prepended")
         kind = "non-overlapping" if self.stride >= self.seq_len else "sliding"
         text = (f"{self.corpus} {self.split} split, {self.seq_len}-token windows, "
                 f"stride {self.stride} ({kind}, {self.n_windows:,} windows), "
@@ -183,6 +189,20 @@ def perplexity_of_tokens(
     )
 
 
+def spread_windows(tokens: torch.Tensor, max_tokens: int, seq_len: int) -> torch.Tensor:
+    """max_tokens // seq_len windows [n, seq_len] evenly spaced over a 1-D stream, the first at its
+    start and the last at its end. A split's first tokens come from one or two documents; windows
+    spread over it sample every part, so model comparisons depend less on which document leads."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+    n = max(1, int(max_tokens) // seq_len)
+    if tokens.numel() < seq_len:
+        raise CloneError(f"perplexity: {tokens.numel()} tokens; a {seq_len}-token window does not fit")
+    if n * seq_len >= tokens.numel():
+        n = tokens.numel() // seq_len
+    starts = torch.linspace(0, tokens.numel() - seq_len, n).round().long() if n > 1 else torch.zeros(1, dtype=torch.long)
+    return tokens[starts[:, None] + torch.arange(seq_len)]
+
+
 def perplexity(
     model: torch.nn.Module,
     tokenizer: Tokenizer,
@@ -193,9 +213,16 @@ def perplexity(
     max_tokens: int | None = None,
     batch_size: int = 1,
     progress: bool = True,
+    spread: bool = False,
 ) -> PerplexityResult:
-    """Perplexity on a named corpus split (tokenized once and cached; see the module protocol)."""
+    """Perplexity on a named corpus split (tokenized once and cached; see the module protocol).
+    With `spread` and `max_tokens`, windows evenly spaced over the split (`spread_windows`) replace
+    its first `max_tokens` tokens."""
     _check_lengths(seq_len, stride, batch_size)
     tokens = tokenize_split(tokenizer, corpus, split)
+    if spread and max_tokens:
+        rows = spread_windows(tokens, max_tokens, seq_len)
+        res = perplexity_of_tokens(model, rows, batch_size=batch_size, progress=progress, corpus=corpus, split=split)
+        return dataclasses.replace(res, n_tokens_total=tokens.numel(), spread=True)
     return perplexity_of_tokens(model, tokens, seq_len=seq_len, stride=stride, max_tokens=max_tokens,
                                 batch_size=batch_size, progress=progress, corpus=corpus, split=split)

@@ -48,11 +48,14 @@ class Recipe:
     output_tokens: int = 128
     recover_steps: int = 0  # LoRA recovery steps (rank 8, alpha 16)
     recover_lr: float = 5e-4
-    eval_tokens: int = 4096  # tokens of the validation split scoring each search candidate
+    eval_tokens: int = 2048  # validation tokens (windows spread over the split) scoring each search candidate
     test_tokens: int = 16384  # tokens of the test split in the final report (0 = whole split)
-    n_explore: int | None = None
+    n_explore: int | None = None  # None: the pipeline's defaults (FULL_DEFAULTS / FAST_DEFAULTS)
     n_exploit: int | None = None
-    n_generate: int | None = None
+    n_generate: int | None = None  # per round
+    search_rounds: int = 2  # train, generate, evaluate; then retrain on all records (NAO-style)
+    confirm_top: int = 6  # best records re-scored on confirm_tokens validation tokens (0 = off)
+    confirm_tokens: int = 8192
     workers: int = 1
     fast: bool = False
     onnx: bool = True
@@ -78,13 +81,16 @@ class Recipe:
             raise bad("target_ratio", self.target_ratio, f"at most {MAX_RATIO} for structured pruning")
         if self.group_size < 0:
             raise bad("group_size", self.group_size, "0 (per-channel) or a positive divisor of the input width")
-        for key in ("nsamples", "seq_len", "prompt_tokens", "output_tokens", "eval_tokens", "workers"):
+        for key in ("nsamples", "seq_len", "prompt_tokens", "output_tokens", "eval_tokens", "workers", "search_rounds",
+                    "confirm_tokens"):
             if getattr(self, key) < 1:
                 raise bad(key, getattr(self, key), "a positive integer")
         if self.seq_len < 16:
             raise bad("seq_len", self.seq_len, ">= 16")
         if self.eval_tokens <= self.seq_len:
             raise bad("eval_tokens", self.eval_tokens, f"more than seq_len ({self.seq_len})")
+        if self.confirm_top < 0:
+            raise bad("confirm_top", self.confirm_top, ">= 0")
         if self.recover_steps < 0:
             raise bad("recover_steps", self.recover_steps, ">= 0")
         if self.test_tokens < 0:

@@ -70,11 +70,13 @@ def markdown(r: dict[str, Any]) -> str:
     if s.get("method") == "clone":
         lines += ["## Search", "",
                   f"{s['records']} candidates evaluated in {s['search_s']} s (scored on the validation split). "
-                  f"Best: {s['best']['source']}, score {s['best']['score']:.4g}, perplexity {s['best']['ppl']:.2f}.", ""]
+                  f"Best: {s['best']['source']}, score {s['best']['score']:.4g}, perplexity {s['best']['ppl']:.2f} "
+                  f"(re-scored on {s.get('confirm_tokens', 0):,} validation tokens among the "
+                  f"{len(s.get('finalists', []))} best records; screening perplexity {s['best']['screen_ppl']:.2f}).", ""]
         if s.get("baselines"):
-            lines += ["| candidate | Eq. 1 score | validation perplexity |", "|---|---|---|"]
+            lines += ["| candidate | Eq. 1 score | validation perplexity (screening) |", "|---|---|---|"]
             lines += [f"| {k} | {v['score']:.4g} | {v['ppl']:.2f} |" for k, v in s["baselines"].items()]
-            lines += [f"| searched best | {s['best']['score']:.4g} | {s['best']['ppl']:.2f} |", ""]
+            lines += [f"| searched best | | {s['best']['screen_ppl']:.2f} |", ""]
     if r.get("recovery"):
         rc = r["recovery"]
         lines += ["## LoRA recovery", "",

@@ -41,13 +41,19 @@ class Stages:
             self._calib = calibration_samples(self.ckpt.tokenizer, CALIB_CORPUS, "train", r.nsamples, r.seq_len, r.seed)
         return self._calib
 
+    def validation_windows(self, n_tokens: int) -> torch.Tensor:
+        """`n_tokens` of the validation split as seq_len windows evenly spaced over it, flattened.
+        Candidates are scored here, never on the test split the report uses."""
+        from clone.data.tokens import tokenize_split
+        from clone.eval.perplexity import spread_windows
+
+        split = tokenize_split(self.ckpt.tokenizer, CALIB_CORPUS, "validation")
+        return spread_windows(split, n_tokens, self.recipe.seq_len).reshape(-1)
+
     @property
     def eval_tokens(self) -> torch.Tensor:
-        """Candidates are scored on the validation split, never on the test split the report uses."""
         if self._eval is None:
-            from clone.data.tokens import tokenize_split
-
-            self._eval = tokenize_split(self.ckpt.tokenizer, CALIB_CORPUS, "validation")[: self.recipe.eval_tokens]
+            self._eval = self.validation_windows(self.recipe.eval_tokens)
         return self._eval
 
     @property
@@ -105,11 +111,13 @@ class Stages:
         res = search(n, self.removed, self.evaluate, baselines, target,
                      r.n_explore, r.n_exploit, r.n_generate, out_dir=self.work / "search", seed=r.seed,
                      workers=r.workers, fast=r.fast, budget=self.costs.budget, bounds=(0.0, 0.9 if target < 0.5 else 1.0),
-                     progress=self.progress)
+                     rounds=r.search_rounds, progress=self.progress)
         table = res.table
+        best, finalists = self.confirm(table)
         info: dict[str, Any] = {
             "method": "clone", "records": int(len(table)), "search_s": round(res.seconds, 1),
-            "best": {"source": res.best.source, "score": res.best.score, "ppl": res.best.ppl},
+            "best": {k: v for k, v in best.items() if k != "ratios"}, "finalists": finalists,
+            "confirm_tokens": r.confirm_tokens if r.confirm_top else 0,
             "best_collected": ({"source": res.best_collected.source, "score": res.best_collected.score,
                                 "ppl": res.best_collected.ppl} if res.best_collected else None),
             "generated": [{"score": g.score, "ppl": g.ppl} for g in res.generated],
@@ -120,7 +128,37 @@ class Stages:
             if len(rec):
                 info["baselines"][name] = {"score": float(rec["score"].iloc[0]), "ppl": float(rec["ppl"].iloc[0])}
         info["baseline_ratios"] = baselines
-        return list(res.best.ratios), info
+        return best["ratios"], info
+
+    def confirm(self, table) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The `confirm_top` best records re-scored (Eq. 1) on `confirm_tokens` validation tokens; the
+        best of those is the search's answer. Why: candidates are screened on a small sample, and the
+        top of hundreds of noisy scores is biased upward (winner's curse); a larger sample decides
+        among the finalists. Finished re-scorings are kept in search/confirm.json (resumable)."""
+        import json
+
+        from clone.prune import pruned_perplexity
+        from clone.search.records import parse_ratios
+        from clone.search.score import score_metrics
+
+        r = self.recipe
+        ok = table[table["score"] > 0].sort_values(["score", "ratios"], ascending=[False, True])
+        path = self.work / "search" / "confirm.json"
+        done = json.loads(path.read_text()) if path.exists() else {}
+        tokens = self.validation_windows(r.confirm_tokens) if r.confirm_top else None
+        finalists = []
+        for row in ok.head(max(1, r.confirm_top)).itertuples():
+            ratios = parse_ratios(row.ratios)
+            if tokens is not None and row.ratios not in done:
+                done[row.ratios] = pruned_perplexity(self.base, self.pruned_config(ratios), self.importance, tokens,
+                                                     r.seq_len).ppl
+                path.write_text(json.dumps(done))
+            ppl = done.get(row.ratios, row.ppl)
+            metrics = {"ppl": ppl, "ttft_s": row.ttft_s, "tpot_s": row.tpot_s, "energy_J": row.energy_J}
+            finalists.append({"source": row.source, "ratios": ratios, "screen_ppl": row.ppl, "ppl": ppl,
+                              "score": score_metrics(metrics, self.costs.budget)})
+        best = max(finalists, key=lambda f: f["score"])
+        return best, [{k: v for k, v in f.items() if k != "ratios"} for f in finalists]
 
     # -- transforms ---------------------------------------------------------------------------
     def prune(self, ratios: list[float]) -> Transformer:
@@ -180,12 +218,12 @@ class Stages:
 
     # -- measurement --------------------------------------------------------------------------
     def test_perplexity(self, model: Transformer):
-        """The report's protocol: Shakespeare test split, 512-token non-overlapping windows, the
-        first `test_tokens` tokens (the benchmark scores its baselines with this too)."""
+        """The report's protocol: Shakespeare test split, `test_tokens` (0 = all) as 512-token windows
+        evenly spaced over the split (the benchmark scores its baselines with this too)."""
         from clone.eval.perplexity import perplexity
 
         return perplexity(model, self.ckpt.tokenizer, corpus=CALIB_CORPUS, split="test", seq_len=512,
-                          max_tokens=self.recipe.test_tokens or None, progress=self.progress)
+                          max_tokens=self.recipe.test_tokens or None, progress=self.progress, spread=True)
 
     def dense_measures(self) -> dict[str, Any]:
         """Figures of the dense model, taken once and before any in-place pruning."""
