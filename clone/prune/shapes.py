@@ -76,10 +76,30 @@ def group_params(config: ModelConfig, shape: LayerShape) -> int:
     return config.dim * config.head_dim * (2 * per + 2) + (config.head_dim * (per + 2) if config.qkv_bias else 0)
 
 
+def _channel_runs(scores: "LayerScores", group_cost: int, channel_cost: int) -> list[int]:
+    """The layer's units in increasing importance per parameter, as the number of FFN channels
+    before each KV group (and after the last): all a greedy walk needs. Cached on the scores object,
+    because the search asks for thousands of shapes from one set of scores."""
+    cache = scores.__dict__.setdefault("_channel_runs", {})
+    key = (group_cost, channel_cost)
+    if key not in cache:
+        units = [(float(v) / group_cost, 0, j) for j, v in enumerate((scores.groups if scores.groups is not None else []).tolist())]
+        units += [(float(v) / channel_cost, 1, j) for j, v in enumerate((scores.channels if scores.channels is not None else []).tolist())]
+        runs = [0]
+        for _, kind, _ in sorted(units):
+            if kind == 0:
+                runs.append(0)
+            else:
+                runs[-1] += 1
+        cache[key] = runs
+    return cache[key]
+
+
 def shape_by_importance(config: ModelConfig, shape: LayerShape, ratio: float, scores: "LayerScores",
                         ffn_multiple: int = 1) -> LayerShape:
     """The layer shape that removes `ratio` of the layer's parameters taking the units with the least
-    importance per parameter first (KV groups and FFN channels in one ranking, a greedy knapsack).
+    importance per parameter first (KV groups and FFN channels in one ranking, a greedy knapsack:
+    a unit that no longer fits the budget is skipped).
 
     Why: the balanced rule cuts attention and MLP at one fraction, so on a model with few KV groups
     (SmolLM2: 3) almost every pruned layer loses a third of its attention. With additive importance
@@ -90,21 +110,20 @@ def shape_by_importance(config: ModelConfig, shape: LayerShape, ratio: float, sc
     if ratio >= 1.0:
         return LayerShape(0, 0, 0)
     d, m = config.dim, ffn_multiple
-    units: list[tuple[float, int, str, int]] = []  # (score per parameter, index, kind, cost)
-    if shape.n_kv_heads:
-        cost = group_params(config, shape)
-        units += [(float(v) / cost, j, "group", cost) for j, v in enumerate(scores.groups.tolist())]
-    if shape.ffn_dim:
-        units += [(float(v) / (3 * d), j, "channel", 3 * d) for j, v in enumerate(scores.channels.tolist())]
-    target = ratio * config.layer_params(shape)
-    slack = 1.5 * d * m  # half a block of channels
-    removed, gone = 0, {"group": 0, "channel": 0}
-    for _, _, kind, cost in sorted(units):
-        if removed + cost <= target + slack:
-            removed += cost
-            gone[kind] += 1
-    kv = shape.n_kv_heads - gone["group"]
-    ffn = shape.ffn_dim - gone["channel"]
+    group_cost = group_params(config, shape) if shape.n_kv_heads else 0
+    channel_cost = 3 * d
+    runs = _channel_runs(scores, group_cost or 1, channel_cost) if (shape.n_kv_heads or shape.ffn_dim) else [0]
+    budget = ratio * config.layer_params(shape) + 1.5 * d * m  # slack: half a block of channels
+    removed, groups, channels = 0, 0, 0
+    for i, run in enumerate(runs):
+        take = min(run, max(0, int((budget - removed) // channel_cost)))
+        removed, channels = removed + take * channel_cost, channels + take
+        if take < run:
+            break  # a channel no longer fits, so no later unit does
+        if i < len(runs) - 1 and removed + group_cost <= budget:
+            removed, groups = removed + group_cost, groups + 1
+    kv = shape.n_kv_heads - groups
+    ffn = shape.ffn_dim - channels
     if ffn != shape.ffn_dim and m > 1:
         ffn = min(m * round(ffn / m), shape.ffn_dim - shape.ffn_dim % m)
     per = shape.n_heads // shape.n_kv_heads if shape.n_kv_heads else 0
