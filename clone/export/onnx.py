@@ -448,10 +448,14 @@ def export_onnx(model: Transformer, path: str | os.PathLike, opset: int = DEFAUL
 # Verification
 
 
-def session_options(threads: int | None = None) -> "Any":
+def session_options(threads: int | None = None, prepack: bool = True) -> "Any":
+    """prepack=False: MatMul weights are used as loaded instead of also being kept in MLAS's packed
+    layout (a second copy of every float weight); slower, and enough for a few verification steps."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -524,7 +528,8 @@ def verify_onnx(model: Transformer, path: str | os.PathLike, tokens: Sequence[in
     path = Path(path)
     ids = torch.as_tensor(tokens, dtype=torch.long).reshape(1, -1)
     ref = _reference_model(model, path)
-    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    # no prepacked copies: the PyTorch model is in memory too (verifying a 1B model must not triple it)
+    sess = ort.InferenceSession(str(path), session_options(threads, prepack=False), providers=["CPUExecutionProvider"])
     cfg = model.config
     meta = sess.get_modelmeta().custom_metadata_map
     last_only = meta.get("clone.last_logits_only", "0") == "1"
