@@ -66,15 +66,31 @@ class Run:
     returncode: int
 
 
+# Linux carries a process's peak-RSS mark across fork and exec (the new image inherits the old memory
+# map's high-water mark), so a child started from this large process would report at least our own
+# peak. A small launcher process starts the command instead: its child's mark starts from the
+# launcher's few megabytes, and wait4 there returns that child's own ru_maxrss (kilobytes).
+LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024]))
+"""
+
+
 def run_measured(cmd: list[str], log: Path) -> Run:
-    """Run `cmd` with output to `log`; os.wait4 returns that child's own ru_maxrss (kilobytes)."""
+    """Run `cmd` with output to `log`, through the launcher; wall time and the command's peak RSS."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    result = log.with_suffix(".rss.json")
     start = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(cmd, time.perf_counter() - start, usage.ru_maxrss * 1024, proc.returncode)
+        launcher = subprocess.run([sys.executable, "-c", LAUNCHER, str(result), *cmd], stdout=f,
+                                  stderr=subprocess.STDOUT, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if launcher.returncode or not result.exists():
+        return Run(cmd, seconds, 0, launcher.returncode or 1)
+    returncode, peak = json.loads(result.read_text())
+    return Run(cmd, seconds, peak, returncode)
 
 
 def cli_optimize(checkpoint: str, out: Path, flags: list[str], reuse: bool) -> tuple[Run, dict]:
@@ -124,7 +140,7 @@ class Lab:
         return self.stages.test_perplexity(model).ppl
 
     def row(self, name: str, model: Transformer, **extra) -> Row:
-        removed = 1 - model.param_count() / self.model.param_count()
+        removed = 1 - model.config.param_count() / self.model.config.param_count()
         row = Row(name, self.ppl(model), removed, extra)
         print(f"  {name}: {row.ppl:.2f} ({removed:.1%} removed)", file=sys.stderr, flush=True)
         return row
