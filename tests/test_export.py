@@ -64,3 +64,35 @@ def test_external_data_is_streamed_and_equals_the_inline_export(tmp_path):
     b = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(inline.path)).graph.initializer}
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert verify_onnx(m, ext.path, list(range(1, 12)), decode_steps=3) < tolerance_for(ext.path)
+
+
+def test_verify_with_weights_swapped_out(tmp_path):
+    """While onnxruntime checks the file the model's weights wait on disk, and come back unchanged into
+    the same tensors (tied embedding still tied), also for a quantized model and after an error."""
+    from clone.model.swap import weights_swapped_out
+
+    for m in (tiny(), quantize_model(tiny(), bits=4, group_size=16)):
+        info = export_onnx(m, tmp_path / "m.onnx")
+        ids = torch.tensor([[5, 9, 2, 7]])
+        before = m(ids).detach().clone()
+        params = {id(p) for p in m.parameters()}
+        seen = []
+
+        def release():
+            seen.append(sum(t.numel() for t in [*m.parameters(), *m.buffers()]))
+            return weights_swapped_out(m, tmp_path)
+
+        diff = verify_onnx(m, info.path, [1, 2, 3, 4, 5], decode_steps=2, release=release)
+        assert diff < tolerance_for(info.path)
+        assert seen and seen[0] > 0
+        assert {id(p) for p in m.parameters()} == params
+        assert m.lm_head.weight is m.embed_tokens.weight
+        assert torch.equal(m(ids), before)
+        assert not list(tmp_path.glob(".swap-*"))
+        try:
+            with weights_swapped_out(m, tmp_path):
+                assert all(p.numel() == 0 for p in m.parameters())
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        assert torch.equal(m(ids), before)

@@ -22,13 +22,14 @@ Rows of a batch must have equal lengths (no padding).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import onnx
@@ -514,48 +515,63 @@ def tolerance_for(path: str | os.PathLike) -> float:
     return TOLERANCE_NBITS_INT8_ACT if _onnx_accuracy_level(proto) >= 4 else TOLERANCE_NBITS
 
 
+def _reference_steps(ref: Transformer, ids: torch.Tensor, decode_steps: int,
+                     last_only: bool) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """PyTorch's (input ids, logits) for a prefill of `ids` and greedy decode steps."""
+    cache = ref.new_cache(1, ids.shape[1] + decode_steps + 1)
+    steps, step_ids = [], ids
+    for _ in range(decode_steps + 1):
+        want = ref(step_ids, cache=cache, last_only=last_only).float().numpy()
+        steps.append((step_ids, want))
+        step_ids = torch.tensor([[int(want[0, -1].argmax())]])
+    return steps
+
+
 @torch.inference_mode()
 def verify_onnx(model: Transformer, path: str | os.PathLike, tokens: Sequence[int] | torch.Tensor,
-                decode_steps: int = 4, threads: int | None = None) -> float:
+                decode_steps: int = 4, threads: int | None = None,
+                release: Callable[[], ContextManager[Any]] | None = None) -> float:
     """Max |logits difference| between onnxruntime and PyTorch over a prefill of `tokens` and
     `decode_steps` greedy decode steps through the KV-cache inputs/outputs.
 
     The PyTorch side runs the same weights the file holds: a quantized model's own dequantized
     forward, or, for MatMuls quantized by onnxruntime's quantizer, the model with those weights
-    dequantized back. Compare the result with `tolerance_for(path)`."""
+    dequantized back. PyTorch runs first; onnxruntime then runs inside `release()` if given (e.g.
+    `clone.model.swap.weights_swapped_out`, so the two copies of a large model are never in memory
+    together). Compare the result with `tolerance_for(path)`."""
     import onnxruntime as ort
 
     path = Path(path)
     ids = torch.as_tensor(tokens, dtype=torch.long).reshape(1, -1)
+    proto_meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    last_only = proto_meta.get("clone.last_logits_only", "0") == "1"
     ref = _reference_model(model, path)
-    # no prepacked copies: the PyTorch model is in memory too (verifying a 1B model must not triple it)
-    sess = ort.InferenceSession(str(path), session_options(threads, prepack=False), providers=["CPUExecutionProvider"])
+    steps = _reference_steps(ref, ids, decode_steps, last_only)
+    del ref
     cfg = model.config
-    meta = sess.get_modelmeta().custom_metadata_map
-    last_only = meta.get("clone.last_logits_only", "0") == "1"
-    feeds: dict[str, np.ndarray] = {}
-    for i, s in enumerate(cfg.layers):
-        if s.n_heads:
-            for n in kv_input_names(i):
-                feeds[n] = np.zeros((1, s.n_kv_heads, 0, cfg.head_dim), np.float32)
-    cache = ref.new_cache(1, ids.shape[1] + decode_steps + 1)
-    worst = 0.0
-    step_ids = ids
-    total = 0
-    out_names = [o.name for o in sess.get_outputs()]
-    for step in range(decode_steps + 1):
-        total += step_ids.shape[1]
-        feeds["input_ids"] = step_ids.numpy()
-        feeds["attention_mask"] = np.ones((1, total), np.int64)
-        outs = dict(zip(out_names, sess.run(out_names, feeds)))
-        want = ref(step_ids, cache=cache, last_only=last_only).float().numpy()
-        got = outs["logits"]
-        if got.shape != want.shape:
-            raise CloneError(f"{path}: logits shape {got.shape} differs from PyTorch's {want.shape}")
-        worst = max(worst, float(np.abs(got - want).max()))
+    with release() if release else contextlib.nullcontext():
+        # no prepacked copies of the MatMul weights (they would double the session's memory)
+        sess = ort.InferenceSession(str(path), session_options(threads, prepack=False),
+                                    providers=["CPUExecutionProvider"])
+        feeds: dict[str, np.ndarray] = {}
         for i, s in enumerate(cfg.layers):
             if s.n_heads:
-                for src, dst in zip(kv_output_names(i), kv_input_names(i)):
-                    feeds[dst] = outs[src]
-        step_ids = torch.tensor([[int(want[0, -1].argmax())]])
+                for n in kv_input_names(i):
+                    feeds[n] = np.zeros((1, s.n_kv_heads, 0, cfg.head_dim), np.float32)
+        worst, total = 0.0, 0
+        out_names = [o.name for o in sess.get_outputs()]
+        for step_ids, want in steps:
+            total += step_ids.shape[1]
+            feeds["input_ids"] = step_ids.numpy()
+            feeds["attention_mask"] = np.ones((1, total), np.int64)
+            outs = dict(zip(out_names, sess.run(out_names, feeds)))
+            got = outs["logits"]
+            if got.shape != want.shape:
+                raise CloneError(f"{path}: logits shape {got.shape} differs from PyTorch's {want.shape}")
+            worst = max(worst, float(np.abs(got - want).max()))
+            for i, s in enumerate(cfg.layers):
+                if s.n_heads:
+                    for src, dst in zip(kv_output_names(i), kv_input_names(i)):
+                        feeds[dst] = outs[src]
+        del sess
     return worst

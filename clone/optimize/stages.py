@@ -206,10 +206,13 @@ class Stages:
 
     def export(self, model: Transformer) -> dict[str, Any]:
         from clone.export.onnx import export_onnx, tolerance_for, verify_onnx
+        from clone.model.swap import weights_swapped_out
 
         info = export_onnx(model, self.work / "model.onnx")
         probe = self.ckpt.tokenizer.encode("Shall I compare thee to a summer's day?")
-        diff = verify_onnx(model, info.path, probe, decode_steps=4)
+        # the model's weights wait on disk while onnxruntime holds the exported copy (peak: one copy)
+        diff = verify_onnx(model, info.path, probe, decode_steps=4,
+                           release=lambda: weights_swapped_out(model, self.work))
         tol = tolerance_for(info.path)
         if not diff <= tol:
             raise CloneError(f"ONNX export does not match PyTorch: max |logit diff| {diff:.3g} > tolerance {tol:.3g}")
