@@ -464,12 +464,12 @@ def session_options(threads: int | None = None, prepack: bool = True) -> "Any":
     return so
 
 
-def _reference_model(model: Transformer, path: Path) -> Transformer:
-    """The PyTorch model with float Linears replaced by the dequantized weights the ONNX file holds
-    for them (float MatMuls quantized by onnxruntime's quantizer); the model itself otherwise."""
+def _reference_model(model: Transformer, proto: onnx.ModelProto, path: Path) -> Transformer:
+    """The PyTorch model with float Linears replaced by the dequantized weights the ONNX file at
+    `path` (graph `proto`, loaded without external data) holds for them (float MatMuls quantized by
+    onnxruntime's quantizer); the model itself otherwise."""
     import copy
 
-    proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     mapping: dict[str, list[list[Any]]] = json.loads(meta.get(META_MATMULS, "{}"))
     if not any(n.op_type == "MatMulNBits" and n.output[0] in mapping for n in proto.graph.node):
@@ -543,9 +543,10 @@ def verify_onnx(model: Transformer, path: str | os.PathLike, tokens: Sequence[in
 
     path = Path(path)
     ids = torch.as_tensor(tokens, dtype=torch.long).reshape(1, -1)
-    proto_meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    last_only = proto_meta.get("clone.last_logits_only", "0") == "1"
-    ref = _reference_model(model, path)
+    proto = onnx.load(str(path), load_external_data=False)
+    last_only = any(p.key == "clone.last_logits_only" and p.value == "1" for p in proto.metadata_props)
+    ref = _reference_model(model, proto, path)
+    del proto
     steps = _reference_steps(ref, ids, decode_steps, last_only)
     del ref
     cfg = model.config
