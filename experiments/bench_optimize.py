@@ -278,18 +278,15 @@ LLAMA_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, 
 
 
 def llama_tensors(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of a Hugging Face Llama checkpoint (tied embeddings: no lm_head)."""
-    d, f, hd = cfg["hidden_size"], cfg["intermediate_size"], cfg["head_dim"]
-    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
-    out = [("model.embed_tokens.weight", (cfg["vocab_size"], d))]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out += [(p + "input_layernorm.weight", (d,)), (p + "self_attn.q_proj.weight", (q, d)),
-                (p + "self_attn.k_proj.weight", (kv, d)), (p + "self_attn.v_proj.weight", (kv, d)),
-                (p + "self_attn.o_proj.weight", (d, q)), (p + "post_attention_layernorm.weight", (d,)),
-                (p + "mlp.gate_proj.weight", (f, d)), (p + "mlp.up_proj.weight", (f, d)),
-                (p + "mlp.down_proj.weight", (d, f))]
-    return out + [("model.norm.weight", (d,))]
+    """Names and shapes of a Hugging Face Llama checkpoint with this config, read off our own model
+    built on the meta device (no memory); a tied lm_head is not stored."""
+    from clone.model.hf_loader import config_from_hf
+
+    with torch.device("meta"):
+        model = Transformer(config_from_hf(cfg, Path(cfg["_name_or_path"])))
+    tied = model.config.tie_embeddings
+    return [(name if name.startswith("lm_head") else f"model.{name}", tuple(t.shape))
+            for name, t in model.state_dict().items() if not (tied and name == "lm_head.weight")]
 
 
 def write_safetensors_streaming(path: Path, tensors: list[tuple[str, tuple[int, ...]]], seed: int = 0) -> int:
