@@ -20,14 +20,9 @@ from torch import nn
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every distinct parameter and buffer by its first name (a tied weight appears once)."""
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if id(t) not in seen and t.numel():
-            seen.add(id(t))
-            out[name] = t
-    return out
+    """Every non-empty parameter and buffer; named_parameters/named_buffers already list a tied
+    weight once, under its first name."""
+    return {name: t for name, t in [*model.named_parameters(), *model.named_buffers()] if t.numel()}
 
 
 @contextlib.contextmanager
