@@ -74,11 +74,15 @@ class Perplexity:
 
 @dataclass(frozen=True)
 class SearchCfg:
+    """The optimizer's search step (clone.optimize.stages.Stages.choose_ratios) with these counts."""
+
     n_explore: int
     n_exploit: int
     n_generate: int
+    search_rounds: int
     eval_tokens: int
-    eval_seq_len_tokens: int
+    confirm_top: int
+    confirm_tokens: int
     workload_prompt_tokens: int
     workload_output_tokens: int
     seed: int
@@ -252,10 +256,25 @@ def check_config(cfg: Table3Config, path: Path) -> None:
             raise CloneError(f"{path}: accelerator.host_clocks.{domain}: {which!r} (allowed: gpu/emc/cpu: min or max)")
     if cfg.perplexity.max_tokens and cfg.perplexity.max_tokens < cfg.perplexity.seq_len_tokens:
         raise CloneError(f"{path}: perplexity.max_tokens {cfg.perplexity.max_tokens} < seq_len_tokens")
-    if cfg.search.eval_tokens < cfg.search.eval_seq_len_tokens:
-        raise CloneError(f"{path}: search.eval_tokens {cfg.search.eval_tokens} < eval_seq_len_tokens")
+    try:
+        search_recipe(cfg, cfg.profiles[0]).validate(f"{path}: search")
+    except TypeError as exc:
+        raise CloneError(f"{path}: search: {exc}") from None
     if not Path(ROOT / cfg.trace.path).is_file() and not Path(cfg.trace.path).is_file():
         raise CloneError(f"{path}: trace.path: {cfg.trace.path} not found")
+
+
+def search_recipe(cfg: Table3Config, profile: str) -> Any:
+    """The `clone optimize` recipe whose search step CLONE's rows run on `profile`."""
+    from clone.optimize.recipe import Recipe
+
+    s, m, c = cfg.search, cfg.clone_model, cfg.calibration
+    return Recipe(profile=profile, bits=m.weight_bits, group_size=m.group_size, quant_method=m.quant_method,
+                  partial_groups=True, nsamples=c.samples, seq_len=c.seq_len_tokens, seed=s.seed,
+                  prompt_tokens=s.workload_prompt_tokens, output_tokens=s.workload_output_tokens,
+                  eval_tokens=s.eval_tokens, n_explore=s.n_explore, n_exploit=s.n_exploit, n_generate=s.n_generate,
+                  search_rounds=s.search_rounds, confirm_top=s.confirm_top, confirm_tokens=s.confirm_tokens,
+                  fast=cfg.quick)
 
 
 # ============================================================================================ cache
@@ -303,7 +322,8 @@ class Lab:
     def __init__(self, cfg: Table3Config, log: Log) -> None:
         self.cfg, self.log = cfg, log
         # candidates and baselines do not depend on how many candidates a search runs: one memo for all
-        scoring = dataclasses.replace(cfg.search, n_explore=0, n_exploit=0, n_generate=0)
+        scoring = dataclasses.replace(cfg.search, n_explore=0, n_exploit=0, n_generate=0, search_rounds=0,
+                                      confirm_top=0, confirm_tokens=0)
         fp = hashlib.sha256((cfg.fingerprint("checkpoint", "target_removed_fraction", "calibration", "perplexity",
                                              "clone_model") + repr(scoring)).encode()).hexdigest()[:12]
         self.dir = cache_dir(cfg)
@@ -366,18 +386,6 @@ class Lab:
         return (f"{p.corpus} {p.split} split, first {used:,} of {n:,} tokens, {p.seq_len_tokens}-token "
                 f"non-overlapping windows ({used // p.seq_len_tokens} windows), fp32 activations, BOS not prepended")
 
-    def candidate(self, ratios: list[float]) -> dict:
-        """A search candidate pruned for real: validation perplexity and the shape it really got
-        (the cost model scores that shape, whatever rule turned ratios into widths)."""
-        from clone.eval.perplexity import perplexity_of_tokens
-        from clone.prune import prune_model
-
-        s = self.cfg.search
-        model = prune_model(self.ckpt.model, ratios, importance=self.importance("taylor"))
-        val = self.tokens(self.cfg.perplexity.corpus, "validation")[: s.eval_tokens]
-        return {"ppl": perplexity_of_tokens(model, val, seq_len=s.eval_seq_len_tokens, progress=False).ppl,
-                "layers": layers_of(model.config)}
-
     # -- baselines
     def baseline_ratios(self, name: str) -> list[float]:
         from clone.prune import (
@@ -432,53 +440,46 @@ class Lab:
                                                "removed_fraction": 0.0, "ratios": None})
 
     # -- CLONE
-    def costs_for(self, profile: str) -> Any:
-        """The optimizer's view of a profile (budgets of Eq. 1 from its latency classes and the energy
-        of uniform pruning), for INT-b weights as CLONE deploys them."""
+    def stages(self, profile: str) -> Any:
+        """The optimizer's stages for this board (its recipe, cost model and Eq. 1 budgets), sharing
+        this lab's calibration windows and Taylor scores; candidates' validation perplexities are
+        memoized across boards (a shape's perplexity does not depend on the board)."""
         from clone.optimize.costs import CostEvaluator
-        from clone.optimize.recipe import Recipe
+        from clone.optimize.stages import Stages
         from clone.prune import pruned_config, uniform_ratios
-
-        s, m = self.cfg.search, self.cfg.clone_model
-        costs = CostEvaluator(Recipe(profile=profile, bits=m.weight_bits, group_size=m.group_size,
-                                     prompt_tokens=s.workload_prompt_tokens, output_tokens=s.workload_output_tokens))
-        costs.set_budgets(self.dense, pruned_config(self.dense, uniform_ratios(self.dense, self.cfg.target_removed_fraction)))
-        return costs
-
-    def search(self, profile: str) -> dict:
-        """clone.search.search on the real model, scored with this profile's cost model."""
-        from clone.prune import removed_fraction
-        from clone.search.driver import search
         from clone.search.records import ratio_key
 
-        s, t = self.cfg.search, self.cfg.target_removed_fraction
-        costs = self.costs_for(profile)
+        recipe = search_recipe(self.cfg, profile).validate("table3 search")
+        costs = CostEvaluator(recipe)
+        costs.set_budgets(self.dense, pruned_config(self.dense, uniform_ratios(self.dense, self.cfg.target_removed_fraction)))
+        work = self.dir / f"search-{profile}-{self.search_fp}"
+        work.mkdir(parents=True, exist_ok=True)
+        stages = Stages(self.ckpt, recipe, costs, work, self.log, progress=not self.cfg.quick,
+                        calib=self.calib, importance=self.importance("taylor"))
+        measure = stages.evaluate
 
         def evaluate(ratios: list[float]) -> dict[str, float]:
-            got = self.memo.get(f"candidate:{ratio_key(ratios)}", lambda: self.candidate(list(ratios)))
-            pred = costs.predict(config_with(self.dense, got["layers"]))
-            return {"ppl": got["ppl"], "ttft_s": pred.ttft_s, "tpot_s": pred.tpot_s, "energy_J": pred.energy_J}
+            ppl = self.memo.get(f"candidate:{ratio_key(ratios)}", lambda: measure(list(ratios))["ppl"])
+            cost = costs.predict(stages.pruned_config(ratios))
+            return {"ppl": ppl, "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s, "energy_J": cost.energy_J}
 
-        baselines = {b: self.baseline_ratios(b) for b in BASELINES}
-        res = search(self.dense.n_layers, lambda rs: removed_fraction(self.dense, rs), evaluate, baselines, t,
-                     s.n_explore, s.n_exploit, s.n_generate, out_dir=self.dir / f"search-{profile}-{self.search_fp}",
-                     seed=s.seed, fast=self.cfg.quick, budget=costs.budget, progress=not self.cfg.quick)
-        table = res.table
-        return {"ratios": list(res.best.ratios), "source": res.best.source, "score": res.best.score,
-                "val_ppl": res.best.ppl, "records": len(table), "search_s": round(res.seconds, 1),
-                "generated": int((table["source"] == "generated").sum()),
-                "best_baseline": self.best_baseline(table)}
+        stages.evaluate = evaluate
+        return stages
 
-    @staticmethod
-    def best_baseline(table: Any) -> dict:
-        rows = table[table["source"].isin([f"exploit:{b}" for b in BASELINES])]
-        if not len(rows):
-            return {}
-        r = rows.loc[rows["score"].idxmax()]
-        return {"source": str(r["source"]), "score": float(r["score"]), "val_ppl": float(r["ppl"])}
+    def search(self, profile: str) -> dict:
+        """`clone optimize`'s search step on the real model, scored with this board's cost model."""
+        stages = self.stages(profile)
+        ratios, info = stages.choose_ratios(self.cfg.target_removed_fraction)
+        best, base = info["best"], info["baselines"]
+        top = max(base, key=lambda k: base[k]["score"]) if base else None
+        return {"ratios": list(ratios), "source": best["source"], "score": best["score"], "val_ppl": best["ppl"],
+                "records": info["records"], "search_s": info["search_s"], "generated": len(info["generated"]),
+                "split": stages.recipe.split,
+                "best_baseline": {"source": top, **base[top]} if top else {}}
 
     def clone_entry(self, profile: str) -> dict:
-        """Searched ratios -> pruned (Taylor) -> quantized (INT-b, group g) -> test perplexity."""
+        """Searched ratios -> pruned (Taylor, the optimizer's split) -> quantized (INT-b, group g) ->
+        test perplexity."""
         from clone.prune import prune_model
         from clone.quant import quantize_model
         from clone.quant.model import quantized_modules
@@ -487,7 +488,8 @@ class Lab:
             found = self.search(profile)
             self.log(f"  {profile}: best candidate {found['source']} (score {found['score']:.4g}); quantizing")
             m = self.cfg.clone_model
-            model = prune_model(self.ckpt.model, found["ratios"], importance=self.importance("taylor"))
+            model = prune_model(self.ckpt.model, found["ratios"], importance=self.importance("taylor"),
+                                split=found["split"])
             frac = 1 - model.config.param_count() / self.dense.param_count()
             ppl_fp = self.test_ppl(model)
             quantize_model(model, bits=m.weight_bits, group_size=m.group_size, method=m.quant_method,
@@ -934,7 +936,7 @@ def md_search(entries: dict[str, dict], profiles: list[str]) -> list[str]:
         b = s.get("best_baseline") or {}
         kept = sum(1 for x in e["layers"] if x[1] == 3)
         rows.append([p, str(s["records"]), str(s["generated"]), s["source"], f"{s['score']:.4g}", f"{s['val_ppl']:.2f}",
-                     f"{b.get('source', '-')} {b.get('score', math.nan):.4g} / {b.get('val_ppl', math.nan):.2f}",
+                     f"{b.get('source', '-')} {b.get('score', math.nan):.4g} / {b.get('ppl', math.nan):.2f}",
                      f"{e['removed_fraction']:.3f}", str(kept), f"{e['ppl']:.2f}"])
     return md_table(["profile", "candidates", "generated", "best", "Eq. 1 score", "val ppl",
                      "best baseline (score / val ppl)", "removed", "layers with full attention", "test ppl (INT4)"], rows)

@@ -19,16 +19,18 @@ CALIB_CORPUS = "shakespeare"
 
 class Stages:
     def __init__(self, ckpt: Checkpoint, recipe: Recipe, costs: CostEvaluator, work: Path,
-                 log: Callable[[str], None], progress: bool, consume_base: bool = False) -> None:
+                 log: Callable[[str], None], progress: bool, consume_base: bool = False,
+                 calib: torch.Tensor | None = None, importance=None) -> None:
         """consume_base: `prune` may prune the checkpoint's model in place (the caller owns it and
-        needs no dense copy afterwards)."""
+        needs no dense copy afterwards). calib, importance: calibration windows and importance scores
+        the caller already holds for this model and recipe (sweeps and experiments share them)."""
         self.ckpt, self.recipe, self.costs, self.work, self.log, self.progress = ckpt, recipe, costs, work, log, progress
         self.base = ckpt.model
         self.dense_config = ckpt.model.config  # kept: in-place pruning replaces base.config
         self.consume_base = consume_base
-        self._calib: torch.Tensor | None = None
+        self._calib: torch.Tensor | None = calib
         self._eval: torch.Tensor | None = None
-        self._importance = None
+        self._importance = importance
         self._dense: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------------

@@ -132,9 +132,8 @@ def _search(p: dict[str, Any], ctx: PointContext) -> tuple[list[float], dict[str
     costs = CostEvaluator(recipe)
     costs.set_budgets(ckpt.model.config, pruned_config(ckpt.model.config, reference_ratios(ckpt.model.config, p["ratio"])))
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    stages = Stages(ckpt, recipe, costs, ctx.work_dir, log=lambda msg: None, progress=False)
-    stages._calib = m.calib(*_stats(p))
-    stages._importance = m.importance(p["model"], "taylor", *_stats(p)[1:])
+    stages = Stages(ckpt, recipe, costs, ctx.work_dir, log=lambda msg: None, progress=False,
+                    calib=m.calib(*_stats(p)), importance=m.importance(p["model"], "taylor", *_stats(p)[1:]))
     stages.baseline = lambda method, target: baseline(method, target, p)  # cached statistics
     return stages.choose_ratios(p["ratio"])
 
