@@ -32,7 +32,8 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-                         "figure.dpi": 100, "savefig.dpi": 100, "legend.fontsize": 7})
+                         "figure.dpi": 100, "savefig.dpi": 100, "legend.fontsize": 7,
+                         "svg.hashsalt": "clone"})  # SVG element ids fixed: regenerating a figure changes no bytes
     return plt
 
 
@@ -114,7 +115,7 @@ def plot_pruning(df: pd.DataFrame) -> Any:
     for ax, (col, scale, label, log) in zip(axes[0], metrics):
         for k, meth in enumerate(methods):
             d = pd.concat([dense, df[df["method"] == meth]]).sort_values("ratio")
-            ax.plot(d["ratio"], d[col] * scale, marker="o", ms=4, label=METHOD_LABEL.get(meth, meth),
+            ax.plot(d["ratio"], d[col] * scale, marker="o", ms=4, label=_method_label(df, meth),
                     color=plt.get_cmap("tab10")(k), lw=2.2 if meth == "clone" else 1.2)
         if log:
             plain_log(ax)
@@ -126,6 +127,14 @@ def plot_pruning(df: pd.DataFrame) -> Any:
                  f"{_first(df, 'profile')} ({_first(df, 'mode')}), fp16")
     fig.tight_layout()
     return fig
+
+
+def _method_label(df: pd.DataFrame, method: str) -> str:
+    """The method's name, plus its layer split when it is not the balanced default (the same ratios
+    split by importance are a different pruner)."""
+    label = METHOD_LABEL.get(method, method)
+    splits = set(df.loc[df["method"] == method, "layer_split"]) if "layer_split" in df else set()
+    return f"{label}, importance split" if splits == {"importance"} and method not in ("shortgpt", "flap") else label
 
 
 def _group_label(g: int) -> str:

@@ -7,7 +7,7 @@ Methods (ratios = which layer loses how much; importance = which heads/channels 
 | method | ratios | importance |
 |---|---|---|
 | dense | none (ratio 0) | - |
-| clone | the optimizer's generative search (clone.optimize.stages, small budget) | Taylor |
+| clone | the optimizer's generative search (clone.optimize.stages, small budget, finalists re-scored) | Taylor |
 | uniform | LLM-Pruner: layers 0-2 and the last exempt, one ratio elsewhere | Taylor |
 | random | Dirichlet ratios (seeded) | random (seeded): the paper's random-pruning baseline |
 | shortgpt | whole layers in increasing block influence | - |
@@ -15,8 +15,7 @@ Methods (ratios = which layer loses how much; importance = which heads/channels 
 
 `layer_split` (clone, uniform, random): `balanced` cuts a layer's attention and MLP at one fraction
 (docs/compression.md); `importance` ranks KV groups and FFN channels together by importance per
-parameter (clone.prune.shapes.shape_by_importance), which the search evaluates per candidate and is
-much slower to search with. Calibration windows come from the Shakespeare train split (as in `clone
+parameter (clone.prune.shapes.shape_by_importance), as `clone optimize` does by default. Calibration windows come from the Shakespeare train split (as in `clone
 optimize`); the search scores candidates on the validation split; the table's perplexity is on
 `corpus`/`split`.
 """
@@ -52,6 +51,9 @@ PARAMS = {
     "search_exploit": Param(int, 8),
     "search_generate": Param(int, 4),
     "search_eval_tokens": Param(int, 1024, doc="validation tokens scoring each search candidate"),
+    "search_rounds": Param(int, 2, doc="generate-and-evaluate rounds of the search"),
+    "search_confirm_top": Param(int, 3, doc="best candidates re-scored on search_confirm_tokens (0 = off)"),
+    "search_confirm_tokens": Param(int, 4096, doc="validation tokens re-scoring each finalist"),
 }
 RESULTS = ("ppl", "removed_fraction", "params", "layers_removed", "ttft_s", "tpot_s", "energy_J",
            "search_records", "search_best_source", "ratios")
@@ -69,8 +71,8 @@ def prepare(p: dict[str, Any]) -> dict[str, Any]:
     elif not 0 < p["ratio"] <= MAX_RATIO:
         raise PointError("ratio", f"{p['ratio']:g} is outside (0, {MAX_RATIO}] for method {p['method']}")
     m.check_protocol(p)
-    c.positive(p, "prompt_tokens", "output_tokens", "search_eval_tokens")
-    for key in ("search_explore", "search_exploit", "search_generate"):
+    c.positive(p, "prompt_tokens", "output_tokens", "search_eval_tokens", "search_rounds", "search_confirm_tokens")
+    for key in ("search_explore", "search_exploit", "search_generate", "search_confirm_top"):
         if p[key] < 0:
             raise PointError(key, f"{p[key]} must be >= 0")
     if p["method"] == "clone" and p["search_eval_tokens"] <= p["calib_seq_len"]:
@@ -79,18 +81,15 @@ def prepare(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recipe(p: dict[str, Any]) -> Any:
-    from dataclasses import fields
-
     from clone.optimize.recipe import Recipe
 
-    kw = dict(profile=p["profile"], mode=p["mode"], method="clone", target_ratio=p["ratio"] or None,
-              importance="taylor", nsamples=p["calib_samples"], seq_len=p["calib_seq_len"], seed=p["seed"],
-              prompt_tokens=p["prompt_tokens"], output_tokens=p["output_tokens"],
-              eval_tokens=max(p["search_eval_tokens"], p["calib_seq_len"] + 1), n_explore=p["search_explore"],
-              n_exploit=p["search_exploit"], n_generate=p["search_generate"], workers=1, fast=True, onnx=False)
-    if "split" in {f.name for f in fields(Recipe)}:  # recipes before the split option prune balanced
-        kw["split"] = p["layer_split"]
-    return Recipe(**kw)
+    return Recipe(profile=p["profile"], mode=p["mode"], method="clone", target_ratio=p["ratio"] or None,
+                  importance="taylor", split=p["layer_split"], nsamples=p["calib_samples"], seq_len=p["calib_seq_len"],
+                  seed=p["seed"], prompt_tokens=p["prompt_tokens"], output_tokens=p["output_tokens"],
+                  eval_tokens=max(p["search_eval_tokens"], p["calib_seq_len"] + 1), n_explore=p["search_explore"],
+                  n_exploit=p["search_exploit"], n_generate=p["search_generate"], search_rounds=p["search_rounds"],
+                  confirm_top=p["search_confirm_top"], confirm_tokens=p["search_confirm_tokens"], workers=1,
+                  fast=True, onnx=False)
 
 
 @lru_cache(maxsize=4)
