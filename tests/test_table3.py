@@ -53,12 +53,12 @@ def test_quick_table_has_every_row_and_column(quick):
     assert set(df.method) == METHODS
     assert len(df) == len(PROFILES) * 3 * len(METHODS)
     assert (df.energy_J > 0).all() and (df.latency_s > 0).all() and df.ppl.gt(1).all()
-    for b in ("random", "uniform", "shortgpt", "flap"):
+    for b in ("random", "uniform", "shortgpt", "flap", "clone"):
         frac = df[df.method == b].removed_fraction
         assert frac.between(0.17, 0.23).all(), (b, frac.tolist())
     text = (out / "table3.md").read_text()
     for heading in ("## Mixed request trace", "## Against the paper's claims", "## Where ours differ",
-                    "## Paper-scale check", "experiments/table3.py --quick"):
+                    "## Paper-scale check", "## CLONE's search (per board)", "experiments/table3.py --quick"):
         assert heading in text
 
 
@@ -105,6 +105,17 @@ def test_bad_config_value_names_file_and_key(tmp_path):
     proc = run_script("--quick", "--config", str(cfg), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "t3.yaml: shakespeare.prefill_tokens: 999" in proc.stderr
+
+
+def test_bad_search_setting_is_rejected_before_any_model_work(tmp_path):
+    """The search settings become a `clone optimize` recipe; its validation names the key."""
+    text = (ROOT / "experiments" / "table3.yaml").read_text().replace("confirm_tokens: 4096", "confirm_tokens: 0")
+    cfg = tmp_path / "t3.yaml"
+    cfg.write_text(text)
+    proc = run_script("--config", str(cfg), "--out", str(tmp_path / "out"), "--doc", str(tmp_path / "t3.md"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "search" in proc.stderr and "confirm_tokens=0" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "t3.md").exists()
 
 
 # ------------------------------------------------------------------------------------ cost models
