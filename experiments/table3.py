@@ -883,7 +883,8 @@ def span(values: Iterable[float]) -> str:
     v = sorted(x for x in values if math.isfinite(x))
     if not v:
         return "-"
-    return f"{v[0]:.2f}" if abs(v[-1] - v[0]) < 0.005 else f"{v[0]:.2f}-{v[-1]:.2f}"
+    lo, hi = f"{v[0]:.2f}", f"{v[-1]:.2f}"  # as the tables print them, so a range never hides a printed value
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def claims(ratios: Any) -> list[list[str]]:
