@@ -464,6 +464,9 @@ class Lab:
             return {"ppl": ppl, "ttft_s": cost.ttft_s, "tpot_s": cost.tpot_s, "energy_J": cost.energy_J}
 
         stages.evaluate = evaluate
+        # exploitation seeds = this table's baseline rows (ShortGPT and FLAP statistics computed once, memoized);
+        # search() always asks for cfg.target_removed_fraction, the target those rows use
+        stages.baseline = lambda method, target: self.baseline_ratios(method)
         return stages
 
     def search(self, profile: str) -> dict:

@@ -15,9 +15,9 @@ Methods (ratios = which layer loses how much; importance = which heads/channels 
 
 `layer_split` (clone, uniform, random): `balanced` cuts a layer's attention and MLP at one fraction
 (docs/compression.md); `importance` ranks KV groups and FFN channels together by importance per
-parameter (clone.prune.shapes.shape_by_importance), as `clone optimize` does by default. Calibration windows come from the Shakespeare train split (as in `clone
-optimize`); the search scores candidates on the validation split; the table's perplexity is on
-`corpus`/`split`.
+parameter (clone.prune.shapes.shape_by_importance), as `clone optimize` does by default. Calibration
+windows come from the Shakespeare train split (as in `clone optimize`); the search scores candidates
+on the validation split; the table's perplexity is on `corpus`/`split`.
 """
 
 from __future__ import annotations
